@@ -1,0 +1,119 @@
+"""Checkpoints: a folder with ``model.safetensors`` (weights) and ``config.json`` (everything needed to rebuild).
+
+The same format serves R2C-GAN generators, full training states' networks and the lung U-Net. Loading into a
+model that does not fit fails with one :class:`~r2c_core.errors.CheckpointError` line naming the mismatch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import CheckpointError
+from .paths import REPO_ROOT
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "r2c-checkpoint/1"
+
+
+def code_version() -> str:
+    """Package version plus the git commit when run from a checkout (``0.1.0+g1a2b3c4``)."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+g{sha}" if sha else __version__
+
+
+def save_checkpoint(
+    directory: str | Path,
+    tensors: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    *,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write ``tensors`` (optionally cast to ``dtype``, e.g. fp16) and ``config`` into ``directory``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    out: dict[str, torch.Tensor] = {}
+    for k, v in tensors.items():
+        t = v.detach().to("cpu")
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        out[k] = t.contiguous()
+    meta = dict(config)
+    meta.setdefault("format", FORMAT)
+    meta.setdefault("code_version", code_version())
+    meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    meta["weights_dtype"] = str(dtype or next((t.dtype for t in out.values() if t.is_floating_point()), torch.float32)).replace("torch.", "")
+    tmp = d / (WEIGHTS_FILE + ".tmp")
+    save_file(out, str(tmp), metadata={"format": FORMAT})
+    tmp.replace(d / WEIGHTS_FILE)
+    (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    return d
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    d = Path(directory)
+    cfg_path = d / CONFIG_FILE
+    if not d.exists():
+        raise CheckpointError(f"{d}: checkpoint folder not found")
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{d}: no {CONFIG_FILE} (a checkpoint folder holds {WEIGHTS_FILE} and {CONFIG_FILE})")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path}: expected a JSON object")
+    return cfg
+
+
+def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint folder: (tensors on CPU, config dict)."""
+    d = Path(directory)
+    cfg = read_config(d)
+    w = d / WEIGHTS_FILE
+    if not w.is_file():
+        raise CheckpointError(f"{d}: no {WEIGHTS_FILE}")
+    try:
+        tensors = load_file(str(w), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{w}: not a readable safetensors file ({exc})") from exc
+    return tensors, cfg
+
+
+def load_state_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], *, what: str = "checkpoint") -> None:
+    """Strictly load ``tensors`` into ``module``; any missing/unexpected key or shape mismatch is one clear error."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in tensors]
+    unexpected = [k for k in tensors if k not in own]
+    shape = [
+        f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in tensors and tuple(tensors[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shape:
+        parts = []
+        if shape:
+            parts.append(f"{len(shape)} shape mismatch(es), first: {shape[0]}")
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), first: {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), first: {unexpected[0]}")
+        raise CheckpointError(f"{what} does not fit {module.__class__.__name__}: " + "; ".join(parts))
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(tensors[k].to(dtype=v.dtype))

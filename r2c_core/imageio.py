@@ -1,0 +1,236 @@
+"""Reading chest X-rays from any common file (PNG, JPEG, TIFF, DICOM) into 8-bit grayscale arrays.
+
+Every reader in the project (CLI, app, training, segmentation) goes through :func:`read_xray`, so bad input
+gets the same clear :class:`~r2c_core.errors.ImageLoadError` everywhere and never a traceback.
+
+Conversion rules (documented in README "Input images"):
+
+* RGB / CMYK / palette images: converted to RGB, then to gray with the ITU-R 601 luma transform
+  (the transform used to build the data set). Transparent pixels (RGBA, LA, palette with transparency)
+  are composited on black first.
+* 16-bit, 32-bit integer and float images (and DICOM pixel data without a VOI window) are *windowed* to
+  8 bits with a percentile window: values at or below the 0.5th percentile map to 0, at or above the
+  99.5th to 255, linearly in between. This keeps the anatomy's contrast when a few saturated pixels
+  (burnt-in labels, collimator edges) would otherwise squash it. 8-bit input is returned unchanged.
+* DICOM: the modality LUT (rescale slope/intercept) is applied, then the file's own VOI LUT / window if it
+  has one, else the percentile window; MONOCHROME1 is inverted so that bone is bright. Multi-frame DICOM
+  is refused (pick one frame first).
+* Multi-page images (TIFF stacks, animated GIF) are refused, as are images above :data:`MAX_PIXELS`
+  pixels (decompression bombs) and files above :data:`MAX_FILE_BYTES`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from .errors import ImageLoadError
+
+#: Largest accepted image, in pixels (about 8000 x 8000): larger files are treated as decompression bombs.
+MAX_PIXELS = 64_000_000
+#: Largest accepted file, in bytes.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Percentile window used for >8-bit input.
+WINDOW_PERCENTILES = (0.5, 99.5)
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+Source = Union[str, Path, bytes, bytearray, BinaryIO]
+
+
+def _read_bytes(source: Source, name: str | None) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), name or "upload"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        label = name or str(path)
+        if not path.exists():
+            raise ImageLoadError(f"{label}: file not found")
+        if path.is_dir():
+            raise ImageLoadError(f"{label}: is a directory, not an image file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageLoadError(f"{label}: file is {size / 2**20:.0f} MiB, above the {MAX_FILE_BYTES // 2**20} MiB limit")
+        try:
+            return path.read_bytes(), label
+        except OSError as exc:
+            raise ImageLoadError(f"{label}: cannot read file ({exc.strerror or exc})") from exc
+    if hasattr(source, "read"):
+        data = source.read(MAX_FILE_BYTES + 1)
+        label = name or getattr(source, "name", "upload")
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageLoadError(f"{label}: file is above the {MAX_FILE_BYTES // 2**20} MiB limit")
+        return data, str(label)
+    raise ImageLoadError(f"unsupported input type {type(source).__name__}")
+
+
+def window_to_uint8(arr: np.ndarray, percentiles: tuple[float, float] = WINDOW_PERCENTILES) -> np.ndarray:
+    """Map any numeric 2-D array to uint8 with a percentile window (see module doc)."""
+    a = np.asarray(arr, dtype=np.float64)
+    finite = np.isfinite(a)
+    if not finite.any():
+        raise ImageLoadError("image has no finite pixel values")
+    a = np.where(finite, a, np.nanmin(np.where(finite, a, np.nan)))
+    lo, hi = np.percentile(a, percentiles)
+    if hi <= lo:  # flat image or tiny range: fall back to min/max
+        lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.uint8)
+    out = (a - lo) / (hi - lo)
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_gray_uint8(arr: np.ndarray) -> np.ndarray:
+    """Convert an array (H,W), (H,W,1), (H,W,3) or (H,W,4) of any dtype into an (H,W) uint8 gray image."""
+    a = np.asarray(arr)
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        if a.shape[2] == 1:
+            a = a[..., 0]
+        else:
+            rgb = a[..., :3].astype(np.float64)
+            if a.shape[2] == 4:  # composite on black
+                alpha = a[..., 3].astype(np.float64) / (255.0 if a.dtype == np.uint8 else max(float(a[..., 3].max()), 1.0))
+                rgb = rgb * alpha[..., None]
+            a = rgb @ np.array([0.299, 0.587, 0.114])
+            if arr.dtype == np.uint8:
+                return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    if a.ndim != 2:
+        raise ImageLoadError(f"expected a 2-D gray or RGB image, got an array of shape {tuple(np.shape(arr))}")
+    if a.size == 0:
+        raise ImageLoadError("image is empty (0 pixels)")
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    return window_to_uint8(a)
+
+
+def _is_dicom(data: bytes, label: str) -> bool:
+    return (len(data) >= 132 and data[128:132] == b"DICM") or label.lower().endswith((".dcm", ".dicom"))
+
+
+def _read_dicom(data: bytes, label: str) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:  # pydicom raises many types for garbage
+        raise ImageLoadError(f"{label}: not a readable DICOM file ({exc.__class__.__name__})") from exc
+    if "PixelData" not in ds:
+        raise ImageLoadError(f"{label}: DICOM file has no pixel data")
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ImageLoadError(f"{label}: multi-frame DICOM ({frames} frames) is not supported; export a single frame")
+    rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
+    if rows * cols > MAX_PIXELS:
+        raise ImageLoadError(f"{label}: image is {cols}x{rows} pixels, above the {MAX_PIXELS:,} pixel limit")
+    try:
+        px = ds.pixel_array
+    except Exception as exc:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise ImageLoadError(f"{label}: cannot decode DICOM pixel data (transfer syntax {ts}): {exc}") from exc
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    if px.ndim == 3 and photometric in ("RGB", "YBR_FULL", "YBR_FULL_422"):
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            px = convert_color_space(px, photometric, "RGB")
+        return to_gray_uint8(px)
+    if px.ndim != 2:
+        raise ImageLoadError(f"{label}: unsupported DICOM pixel array shape {px.shape}")
+    arr = apply_modality_lut(px, ds)
+    has_voi = "WindowCenter" in ds or "VOILUTSequence" in ds
+    if has_voi:
+        arr = apply_voi_lut(arr, ds)
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        out = np.zeros(arr.shape, np.uint8) if hi <= lo else np.clip(np.rint((arr - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+    else:
+        out = window_to_uint8(arr)
+    if photometric == "MONOCHROME1":
+        out = 255 - out
+    return out
+
+
+def _read_pil(data: bytes, label: str) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageLoadError(f"{label}: image is {w}x{h} pixels, above the {MAX_PIXELS:,} pixel limit (decompression bomb?)")
+            if w == 0 or h == 0:
+                raise ImageLoadError(f"{label}: image is empty ({w}x{h})")
+            if getattr(img, "n_frames", 1) > 1:
+                raise ImageLoadError(f"{label}: multi-page/animated image ({img.n_frames} frames) is not supported")
+            img.load()
+    except ImageLoadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(f"{label}: image is too large (decompression bomb): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(f"{label}: not an image file (unrecognised format)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(f"{label}: corrupt or truncated image ({exc})") from exc
+    mode = img.mode
+    if mode in ("L",):
+        return np.asarray(img, dtype=np.uint8).copy()
+    if mode == "1":
+        return np.asarray(img.convert("L"), dtype=np.uint8).copy()
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return window_to_uint8(np.asarray(img))
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(black, rgba).convert("RGB")
+    elif mode != "RGB":  # CMYK, YCbCr, LAB, HSV, ...
+        try:
+            img = img.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise ImageLoadError(f"{label}: unsupported image mode {mode}") from exc
+    return np.asarray(img.convert("L"), dtype=np.uint8).copy()
+
+
+def read_xray(source: Source, *, name: str | None = None) -> np.ndarray:
+    """Read a chest X-ray from a path, bytes or file object as an (H, W) uint8 gray array.
+
+    Raises :class:`ImageLoadError` with one clear line for anything that is not a usable image.
+    """
+    data, label = _read_bytes(source, name)
+    if len(data) == 0:
+        raise ImageLoadError(f"{label}: file is empty (0 bytes)")
+    if _is_dicom(data, label):
+        return _read_dicom(data, label)
+    return _read_pil(data, label)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """A file, or every image file (by suffix) directly inside a folder, sorted."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ImageLoadError(f"{p}: folder has no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if not p.exists():
+        raise ImageLoadError(f"{p}: file not found")
+    return [p]
+
+
+def png_bytes(gray: np.ndarray) -> bytes:
+    """Encode an (H, W) uint8 array as a PNG with no metadata (no text chunks, no timestamps)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(gray, dtype=np.uint8), mode="L").save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
