@@ -175,6 +175,15 @@ class OpConvTranspose2d(nn.Module):
         )
 
 
+class InstanceNorm2dF32(nn.InstanceNorm2d):
+    """Instance norm whose statistics are always computed in float32 (also under bf16/fp16 autocast)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.float32, torch.float64):
+            return super().forward(x)
+        return super().forward(x.float()).to(x.dtype)
+
+
 def instance_norm(channels: int) -> nn.InstanceNorm2d:
     """TF-Addons InstanceNormalization: per-sample per-channel, biased variance, eps 1e-3, affine."""
-    return nn.InstanceNorm2d(channels, eps=1e-3, affine=True, track_running_stats=False)
+    return InstanceNorm2dF32(channels, eps=1e-3, affine=True, track_running_stats=False)
