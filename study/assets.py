@@ -1,0 +1,94 @@
+"""The rendition store: 8-bit gray PNGs without metadata, kept by content hash.
+
+A rendition lives at ``<assets>/<sha256[:2]>/<sha256>.png``; the file name says nothing about the method.
+The folder is the argument, else ``$R2C_ASSETS``, else ``<repo>/var/assets``. ``study`` does not import
+``r2c_core``, so PNG encoding and decoding are done here with Pillow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import NotFoundError, RenditionError, StudyError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def assets_dir(path: str | Path | None = None) -> Path:
+    """The asset folder: ``path``, else ``$R2C_ASSETS``, else ``<repo>/var/assets``."""
+    if path:
+        return Path(path).expanduser().resolve()
+    env = os.environ.get("R2C_ASSETS")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "var" / "assets"
+
+
+def encode_png(gray: np.ndarray) -> bytes:
+    """Metadata-free 8-bit grayscale PNG of a 2-D uint8 array (deterministic bytes)."""
+    arr = np.asarray(gray)
+    if arr.ndim != 2 or arr.dtype != np.uint8:
+        raise RenditionError(f"expected a 2-D uint8 image, got {arr.dtype} with shape {arr.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def asset_path(root: Path, sha: str) -> Path:
+    return root / sha[:2] / f"{sha}.png"
+
+
+def store_png(root: Path, data: bytes) -> str:
+    """Write PNG bytes under their hash (atomically; a file already there is kept); returns the hash."""
+    sha = sha256_hex(data)
+    path = asset_path(root, sha)
+    if path.is_file() and path.stat().st_size == len(data):
+        return sha
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return sha
+
+
+def has_asset(root: Path, sha: str) -> bool:
+    return asset_path(root, sha).is_file()
+
+
+def load_png(root: Path, sha: str) -> bytes:
+    """The stored bytes of a rendition, checked against their hash."""
+    path = asset_path(root, sha)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NotFoundError(f"rendition image missing from the asset folder {root} (rebuild the study)") from exc
+    if sha256_hex(data) != sha:
+        raise StudyError(f"rendition image {path.name} in {root} is corrupt (hash mismatch; rebuild the study)")
+    return data
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """A case image as a 2-D uint8 array (any Pillow-readable file; colour converted to gray)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            gray = img if img.mode == "L" else img.convert("L")
+            return np.asarray(gray, dtype=np.uint8).copy()
+    except FileNotFoundError as exc:
+        raise StudyError(f"{path}: case image not found") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise StudyError(f"{path}: cannot read case image ({exc})") from exc
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Decode PNG bytes to a uint8 array (for checks and tests)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("L"), dtype=np.uint8).copy()

@@ -1,0 +1,108 @@
+"""Reading a case manifest (the format of ``../shared/data/cxr/MANIFEST.csv``) and picking study cases.
+
+Only the columns ``id``, ``file`` (relative to the manifest's folder), ``label`` (covid/control), ``split`` and
+``source`` are needed. Case selection is seeded and stratified by label: as equal a number of each label as
+the split allows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import ManifestError
+from .models import LABELS
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("id", "file", "label", "split", "source")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_manifest() -> Path:
+    """``$R2C_DATA/MANIFEST.csv``, else ``../shared/data/cxr/MANIFEST.csv`` beside the repository."""
+    env = os.environ.get("R2C_DATA")
+    root = Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data" / "cxr"
+    return (root / "MANIFEST.csv").resolve()
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """The manifest as a DataFrame of strings, validated (one-line :class:`ManifestError` otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ManifestError(f"{path}: not a readable CSV manifest ({first})") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{path}: manifest lacks column(s) {', '.join(missing)}")
+    if df.empty:
+        raise ManifestError(f"{path}: manifest has no rows")
+    df = df[list(REQUIRED_COLUMNS)].apply(lambda col: col.str.strip())
+    if (df["id"] == "").any() or (df["file"] == "").any():
+        raise ManifestError(f"{path}: manifest has rows with an empty id or file")
+    dup = df["id"][df["id"].duplicated()]
+    if not dup.empty:
+        raise ManifestError(f"{path}: manifest id {dup.iloc[0]!r} appears more than once")
+    bad = df.loc[~df["label"].isin(LABELS), "label"]
+    if not bad.empty:
+        raise ManifestError(f"{path}: unknown label {bad.iloc[0]!r} (expected {' or '.join(LABELS)})")
+    return df.reset_index(drop=True)
+
+
+def _quotas(available: dict[str, int], n: int, rng: np.random.Generator) -> dict[str, int]:
+    """Equal shares per label, the remainder to randomly chosen labels, shortfalls moved to the others."""
+    labels = sorted(available)
+    quota = {lab: n // len(labels) for lab in labels}
+    for lab in rng.permutation(labels)[: n - sum(quota.values())]:
+        quota[str(lab)] += 1
+    while True:
+        short = sum(max(0, quota[lab] - available[lab]) for lab in labels)
+        quota = {lab: min(quota[lab], available[lab]) for lab in labels}
+        room = [lab for lab in labels if quota[lab] < available[lab]]
+        if short == 0 or not room:
+            return quota
+        for i in range(short):
+            quota[room[i % len(room)]] += 1
+
+
+def select_cases(
+    manifest: pd.DataFrame,
+    *,
+    split: str | None,
+    n: int,
+    seed: int,
+    labels: Sequence[str] = LABELS,
+    exclude: Iterable[str] = (),
+) -> pd.DataFrame:
+    """``n`` cases of ``split`` (all splits if None), stratified by label, reproducible for a given seed."""
+    if n < 1:
+        raise ManifestError("the number of cases must be at least 1")
+    pool = manifest if split is None else manifest[manifest["split"] == split]
+    if pool.empty:
+        splits = ", ".join(sorted(manifest["split"].unique()))
+        raise ManifestError(f"manifest has no cases in split {split!r} (splits: {splits})")
+    pool = pool[pool["label"].isin(labels) & ~pool["id"].isin(set(exclude))].sort_values("id")
+    if len(pool) < n:
+        raise ManifestError(f"asked for {n} cases but the manifest has only {len(pool)} in split {split!r}")
+    rng = np.random.default_rng(seed)
+    groups = {str(lab): g for lab, g in pool.groupby("label")}
+    quota = _quotas({lab: len(g) for lab, g in groups.items()}, n, rng)
+    picked = []
+    for lab in sorted(groups):
+        g = groups[lab]
+        idx = rng.choice(len(g), size=quota[lab], replace=False) if quota[lab] else []
+        picked.append(g.iloc[sorted(int(i) for i in idx)])
+    out = pd.concat(picked).sort_values("id").reset_index(drop=True)
+    counts = out["label"].value_counts().to_dict()
+    if len(counts) > 1 and max(counts.values()) - min(counts.values()) > 1:
+        log.warning("label balance not possible with this split: %s", counts)
+    return out

@@ -1,0 +1,138 @@
+"""Statistics on the tidy table: ratios and Wilson intervals, repeats counted once, tests, breakdowns, kappa."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest, chisquare
+from statsmodels.stats.inter_rater import fleiss_kappa
+from statsmodels.stats.proportion import proportion_confint
+
+from study import stats as st
+
+METHODS = ["original", "cnn-x1", "cnn-compact-x3", "op-q3-x3", "op-q5-x3"]
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _tidy(reads: list[tuple[str, int, str | None]], *, repeats: dict[int, int] | None = None,
+          labels: dict[int, str] | None = None) -> pd.DataFrame:
+    """Rows (reader, case, chosen method or None); ``repeats`` maps row index -> index of the first read."""
+    rng = np.random.default_rng(0)
+    readers = {name: i + 1 for i, name in enumerate(dict.fromkeys(r for r, _, _ in reads))}
+    rows = []
+    for i, (reader, case, chosen) in enumerate(reads):
+        order = [METHODS[j] for j in rng.permutation(5)]
+        shown = T0 + timedelta(minutes=i)
+        rep = (repeats or {}).get(i)
+        rows.append({
+            "study_id": 1, "study_kind": "restoration", "query_id": 100 + i, "reader": reader,
+            "reader_id": readers[reader], "case_id": case, "case_key": f"c{case}",
+            "label": (labels or {}).get(case, "covid" if case % 2 else "control"),
+            "source": "ieee" if case % 3 else "nih", "is_repeat": rep is not None,
+            "repeat_of": 100 + rep if rep is not None else None, "n_slots": 5,
+            **{f"slot_{k + 1}": order[k] for k in range(5)},
+            "chosen_method": chosen, "chosen_slot": order.index(chosen) + 1 if chosen else None,
+            "confidence": 3 if chosen else None, "comment": None, "shown_at": shown,
+            "answered_at": shown + timedelta(seconds=5 + i % 7) if chosen else None,
+            "reading_time_s": float(5 + i % 7) if chosen else math.nan,
+        })
+    df = pd.DataFrame(rows)
+    df["repeat_of"] = df["repeat_of"].astype("Int64")
+    df["shown_at"] = pd.to_datetime(df["shown_at"], utc=True)
+    df["answered_at"] = pd.to_datetime(df["answered_at"], utc=True)
+    return df
+
+
+def _random_reads(n_readers: int = 3, n_cases: int = 30, seed: int = 1) -> list[tuple[str, int, str | None]]:
+    rng = np.random.default_rng(seed)
+    p = np.array([0.1, 0.15, 0.35, 0.2, 0.2])
+    return [(f"reader{r}", c, str(rng.choice(METHODS, p=p))) for r in range(n_readers) for c in range(n_cases)]
+
+
+def test_selection_ratios_and_wilson_intervals() -> None:
+    reads = _random_reads()
+    reads[3] = (reads[3][0], reads[3][1], None)  # one shown but unanswered query
+    tidy = _tidy(reads)
+    sel = st.selection_ratios(tidy, methods=METHODS)
+    assert list(dict.fromkeys(sel["reader"])) == ["reader0", "reader1", "reader2", "overall"]
+    answered = [r for r in reads if r[2] is not None]
+    for name in ["reader0", "overall"]:
+        mine = [r for r in answered if name == "overall" or r[0] == name]
+        for method in METHODS:
+            row = sel[(sel["reader"] == name) & (sel["method"] == method)].iloc[0]
+            k = sum(1 for r in mine if r[2] == method)
+            lo, hi = proportion_confint(k, len(mine), alpha=0.05, method="wilson")
+            assert (row["chosen"], row["n"]) == (k, len(mine))
+            assert row["ratio"] == pytest.approx(k / len(mine))
+            assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi))
+    table = st.selection_table(tidy, methods=METHODS)
+    assert list(table.columns) == METHODS + ["n"]
+    assert table.loc["overall", METHODS].sum() == pytest.approx(1.0)
+
+
+def test_repeats_never_count_twice() -> None:
+    reads = [("a", 1, "cnn-x1"), ("a", 2, "original"), ("a", 1, "op-q5-x3"), ("b", 1, "cnn-x1")]
+    tidy = _tidy(reads, repeats={2: 0})
+    sel = st.selection_ratios(tidy, methods=METHODS)
+    a = sel[sel["reader"] == "a"].set_index("method")
+    assert a.loc["cnn-x1", "chosen"] == 1 and a.loc["op-q5-x3", "chosen"] == 0 and a["n"].iloc[0] == 2
+    rep = st.repeat_agreement(tidy).set_index("reader")
+    assert (rep.loc["a", "n"], rep.loc["a", "same"]) == (1, 0)
+
+
+def test_uniformity_and_pairwise_tests_use_the_counts() -> None:
+    tidy = _tidy(_random_reads(seed=5))
+    reads = st.counted_reads(tidy)
+    uni = st.uniformity_tests(tidy, methods=METHODS).set_index("reader")
+    obs = [int((reads["chosen_method"] == m).sum()) for m in METHODS]
+    assert uni.loc["overall", "p_value"] == pytest.approx(chisquare(obs).pvalue)
+    assert uni.loc["overall", "dof"] == 4
+    pw = st.pairwise_vs_original(tidy, methods=METHODS)
+    row = pw[(pw["method"] == "cnn-compact-x3") & (pw["reader"] == "overall")].iloc[0]
+    wins, losses = obs[2], obs[0]
+    assert (row["wins"], row["losses"]) == (wins, losses)
+    assert row["p_value"] == pytest.approx(binomtest(wins, wins + losses, 0.5).pvalue)
+    assert set(pw["method"]) == set(METHODS[1:])
+
+
+def test_breakdowns_and_reading_time() -> None:
+    tidy = _tidy(_random_reads(n_readers=2, n_cases=12))
+    by_label = st.breakdown(tidy, "label", methods=METHODS)
+    assert set(by_label["label"]) == {"covid", "control"}
+    assert by_label.groupby("label")["ratio"].sum().tolist() == pytest.approx([1.0, 1.0])
+    assert by_label.groupby("label")["n"].first().sum() == 24
+    by_source = st.breakdown(tidy, "source", methods=METHODS)
+    assert set(by_source["source"]) == {"ieee", "nih"}
+    rt = st.reading_times(tidy).set_index("reader")
+    assert rt.loc["overall", "median_s"] == pytest.approx(tidy["reading_time_s"].median())
+
+
+def test_fleiss_kappa_over_shared_cases() -> None:
+    same = _tidy([(r, c, METHODS[c % 5]) for r in ("a", "b", "c") for c in range(10)])
+    assert st.agreement(same)["kappa"] == pytest.approx(1.0)
+    reads = _random_reads(n_readers=3, n_cases=20, seed=9)
+    ag = st.agreement(_tidy(reads), methods=METHODS)
+    table = np.zeros((20, 5))
+    for _, c, m in reads:
+        table[c, METHODS.index(m)] += 1
+    assert ag["kappa"] == pytest.approx(fleiss_kappa(table, method="fleiss")) and ag["n_raters"] == 3
+    split = _tidy([("a", 1, "original"), ("b", 2, "cnn-x1")])
+    assert math.isnan(st.agreement(split)["kappa"]) and "split" in st.agreement(split)["note"]
+
+
+def test_summary_text_has_every_section() -> None:
+    text = st.format_summary(st.summary(_tidy(_random_reads()), methods=METHODS), title="demo")
+    for head in ("Tables III/IV", "Chi-square", "Restored vs original", "By label", "By data source",
+                 "Reading time", "Fleiss' kappa"):
+        assert head in text
+    assert "overall" in text and "cnn-compact-x3" in text
+
+
+def test_empty_table_does_not_crash() -> None:
+    empty = _tidy([("a", 1, None)])
+    text = st.format_summary(st.summary(empty, methods=METHODS))
+    assert "Selection ratio" in text
