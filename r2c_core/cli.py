@@ -13,6 +13,7 @@ from .errors import R2CError
 #: Command modules, in help order. Each exposes ``register(subparsers)``.
 COMMAND_MODULES = (
     "r2c_core.commands.models",
+    "r2c_core.commands.segmentation",
 )
 
 
