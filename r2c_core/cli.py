@@ -14,6 +14,7 @@ from .errors import R2CError
 COMMAND_MODULES = (
     "r2c_core.commands.models",
     "r2c_core.commands.segmentation",
+    "r2c_core.commands.training",
 )
 
 

@@ -1,0 +1,370 @@
+"""The R2C-GAN trainer: unpaired A/B batches, history pools, one D step per G step, linear LR decay to 0,
+exactly resumable training states, CSV loss log, validation and generator export.
+
+Output folder layout::
+
+    <out>/train_log.csv      one row per step: step, epoch, lr and every loss term (reference names)
+    <out>/state/             training state (all four nets + pools in model.safetensors, both Adam states in
+                             optim.pt, config.json with the step, the training config and the data split)
+    <out>/generator/         the exported G_A2B (what :class:`~r2c_core.inference.Restorer` loads)
+    <out>/val_log.jsonl      validation metrics at every export (choose epochs or thresholds on these only)
+    <out>/summary.json       the last validation metrics and timings
+
+Determinism: the networks are initialised from ``torch.manual_seed(seed)``; every later random draw (batch
+order, flips, crops, pool swaps) comes from a generator seeded by ``(seed, step)`` or ``(seed, epoch)``. A run
+resumed from a state therefore reproduces the uninterrupted run bit for bit (on the same device and threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint
+from ..data import SPLIT_FILE, domain_frame, load_manifest, load_split, split_info
+from ..errors import CheckpointError, R2CError
+from ..inference import export_generator, pick_device
+from ..losses import discriminator_losses, generator_losses, r2c_forward
+from ..metrics import nan_to_none, point_metrics
+from ..models import R2CGAN
+from .config import TrainConfig, config_from_dict
+from .loader import DomainCache, UnpairedBatches, decode_resized, seeded_generator, to_input
+from .pool import ImagePool
+from .schedule import linear_decay_lr
+
+log = logging.getLogger(__name__)
+
+STATE_KIND = "r2c-training-state"
+G_TERMS = (
+    "A2B_g_loss", "B2A_g_loss", "A2B2A_cycle_loss", "B2A2B_cycle_loss", "A2A_id_loss", "B2B_id_loss",
+    "A2B_c_loss", "B2A_c_loss", "A2B2A_c_loss", "B2A2B_c_loss", "A2A_c_loss", "B2B_c_loss", "G_loss",
+)
+D_TERMS = ("D_A_real_loss", "D_A_fake_loss", "D_B_real_loss", "D_B_fake_loss", "D_loss")
+LOG_COLUMNS = ("step", "epoch", "lr", *G_TERMS, *D_TERMS, "seconds")
+NETS = ("gen_ab", "gen_ba", "disc_a", "disc_b")
+
+
+@dataclass
+class ValData:
+    """Validation images at the working size (test transform) with labels, ids, domains and sources."""
+
+    images: torch.Tensor  # (N, size, size) uint8
+    labels: np.ndarray
+    ids: list[str]
+    domains: list[str]
+    sources: list[str]
+
+
+@dataclass
+class TrainData:
+    batches: UnpairedBatches
+    val: ValData | None
+    split: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, progress: bool = True) -> "TrainData":
+        """Decode the train A/B images (load size) and validation images (working size) named by the split file."""
+        manifest = load_manifest(cfg.manifest)
+        split_path = Path(cfg.split_file) if cfg.split_file else SPLIT_FILE
+        split = load_split(split_path)
+        frames = {d: _limit(domain_frame(manifest, split, "train", d), cfg.limit_per_domain, cfg.seed) for d in ("A", "B")}
+        a = DomainCache.from_frame(frames["A"], cfg.load_size, "train A", progress)
+        b = DomainCache.from_frame(frames["B"], cfg.load_size, "train B", progress)
+        batches = UnpairedBatches(a, b, size=cfg.size, batch_size=cfg.batch_size, seed=cfg.seed)
+        val_rows = pd.concat([domain_frame(manifest, split, "val", d).assign(domain=d) for d in ("A", "B")])
+        val_rows = _limit(val_rows.sort_values("id"), 2 * cfg.limit_per_domain, cfg.seed)
+        val = None
+        if len(val_rows):
+            from ..data import label_index
+
+            val = ValData(decode_resized(list(val_rows["path"]), cfg.size, "val", progress), label_index(val_rows["label"]),
+                          list(val_rows["id"]), list(val_rows["domain"]), list(val_rows["source"]))
+        info = split_info(split_path)
+        info["used"] = {"train_A": len(a), "train_B": len(b), "val": len(val_rows)}
+        return cls(batches, val, info)
+
+
+def _limit(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    if n <= 0 or len(rows) <= n:
+        return rows.reset_index(drop=True)
+    return rows.sample(n=n, random_state=seed).sort_values("id", kind="mergesort").reset_index(drop=True)
+
+
+def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+class Trainer:
+    """One R2C-GAN training run. ``train_step(batch)`` is the unit of work (usable under DDP later)."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, data: TrainData, *, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.data = data
+        self.progress = progress
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.device = pick_device(cfg.device)
+        self.amp = bool(cfg.amp) and self.device.type == "cuda"
+        torch.manual_seed(cfg.seed)
+        self.gan = R2CGAN(cfg.model).to(self.device)
+        if cfg.channels_last:
+            self.gan = self.gan.to(memory_format=torch.channels_last)
+        gen_params = [p for g in self.gan.generators() for p in g.parameters()]
+        disc_params = [p for d in self.gan.discriminators() for p in d.parameters()]
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(gen_params, lr=cfg.lr, betas=betas, eps=cfg.adam_eps)
+        self.opt_d = torch.optim.Adam(disc_params, lr=cfg.lr, betas=betas, eps=cfg.adam_eps)
+        self.pool_a = ImagePool(cfg.pool_size)  # fakes of domain A (B2A) for D_A
+        self.pool_b = ImagePool(cfg.pool_size)  # fakes of domain B (A2B) for D_B
+        self.steps_per_epoch = data.batches.steps_per_epoch
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.decay_start = cfg.epoch_decay * self.steps_per_epoch
+        self.step = 0
+        self.last_val: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------------- one step
+    def lr_at(self, step: int) -> float:
+        return linear_decay_lr(step, self.cfg.lr, self.total_steps, self.decay_start)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
+    def _to_device(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        out = []
+        for t in batch:
+            t = t.to(self.device, non_blocking=True)
+            if self.cfg.channels_last and t.dim() == 4:
+                t = t.contiguous(memory_format=torch.channels_last)
+            out.append(t)
+        return tuple(out)
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        """One G step (D frozen) then one D step on pooled fakes, at the scheduled rate of ``self.step``."""
+        real_a, real_b, label_a, label_b = self._to_device(batch)
+        lr = self.lr_at(self.step)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        gan = self.gan
+        # generator step
+        _set_requires_grad(gan.discriminators(), False)
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            fw = r2c_forward(gan, real_a, real_b)
+            g_terms = generator_losses(gan, real_a, real_b, label_a, label_b, fw, self.cfg.loss)
+        g_terms["G_loss"].backward()
+        self.opt_g.step()
+        # discriminator step on history-pooled fakes
+        _set_requires_grad(gan.discriminators(), True)
+        g = seeded_generator(self.cfg.seed, "pool", self.step)
+        fake_b = self.pool_b.query(fw["A2B"].detach(), g)
+        fake_a = self.pool_a.query(fw["B2A"].detach(), g)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self._autocast():
+            d_terms = discriminator_losses(gan, real_a, real_b, fake_a, fake_b)
+        d_terms["D_loss"].backward()
+        self.opt_d.step()
+        out = {k: float(v.detach()) for k, v in {**g_terms, **d_terms}.items()}
+        out["lr"] = lr
+        return out
+
+    # ------------------------------------------------------------------------------------------ the loop
+    def end_step(self) -> int:
+        return min(self.total_steps, self.cfg.max_steps) if self.cfg.max_steps else self.total_steps
+
+    def run(self) -> dict[str, Any]:
+        """Train from ``self.step`` to the end (or ``max_steps``); save, validate and export on the way."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        end = self.end_step()
+        log_file = self._open_log()
+        writer = csv.DictWriter(log_file, fieldnames=list(LOG_COLUMNS))
+        t0 = time.perf_counter()
+        steps_done = 0
+        stopped_early = False
+        bar = tqdm(total=end, initial=self.step, desc=f"train {self.cfg.model}", unit="step", disable=not self.progress, dynamic_ncols=True)
+        try:
+            while self.step < end:
+                ts = time.perf_counter()
+                terms = self.train_step(self.data.batches.batch(self.step))
+                row = {"step": self.step, "epoch": self.step // self.steps_per_epoch, "seconds": round(time.perf_counter() - ts, 4)}
+                row.update({k: f"{v:.6g}" for k, v in terms.items()})
+                writer.writerow(row)
+                self.step += 1
+                steps_done += 1
+                bar.update(1)
+                bar.set_postfix(G=f"{terms['G_loss']:.3f}", D=f"{terms['D_loss']:.3f}", lr=f"{terms['lr']:.2e}")
+                if self.step % 10 == 0:
+                    log_file.flush()
+                self._after_step(log_file)
+                if self.cfg.max_minutes and self.step < end and time.perf_counter() - t0 > 60.0 * self.cfg.max_minutes:
+                    stopped_early = True
+                    log.warning("max_minutes=%s reached at step %d of %d: stopping early", self.cfg.max_minutes, self.step, end)
+                    break
+        finally:
+            bar.close()
+            log_file.close()
+        elapsed = time.perf_counter() - t0
+        self.save_state()
+        self.validate()
+        gen_dir = self.export()
+        summary = {"step": self.step, "total_steps": self.total_steps, "stopped_early": stopped_early, "steps_per_epoch": self.steps_per_epoch, "steps_run": steps_done,
+                   "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(1, steps_done), 4),
+                   "validation": self.last_val, "generator": str(gen_dir), "state": str(self.out / "state")}
+        summary = nan_to_none(summary)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+        return summary
+
+    def _after_step(self, log_file: Any) -> None:
+        epoch_end = self.step % self.steps_per_epoch == 0
+        if epoch_end or (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0):
+            log_file.flush()
+            if self.step < self.end_step():
+                self.save_state()
+        epoch = self.step // self.steps_per_epoch
+        if epoch_end and self.cfg.export_every and epoch % self.cfg.export_every == 0 and self.step < self.end_step():
+            self.validate()
+            self.export()
+
+    def _open_log(self) -> Any:
+        path = self.out / "train_log.csv"
+        keep: list[dict[str, str]] = []
+        if path.is_file() and self.step > 0:
+            with open(path, newline="") as fh:
+                keep = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) < self.step]
+        fh = open(path, "w", newline="")
+        w = csv.DictWriter(fh, fieldnames=list(LOG_COLUMNS))
+        w.writeheader()
+        w.writerows(keep)
+        return fh
+
+    # ---------------------------------------------------------------------------------- validate / export
+    @torch.no_grad()
+    def validate(self, batch_size: int = 16) -> dict[str, Any]:
+        """Classification of the validation images by G_A2B (test transform); pooled and domain A only."""
+        val = self.data.val
+        if val is None:
+            self.last_val = {}
+            return {}
+        gen = self.gan.gen_ab
+        gen.eval()
+        probs = []
+        for s in range(0, len(val.ids), batch_size):
+            x = to_input(val.images[s : s + batch_size]).to(self.device)
+            with self._autocast():
+                _, logits = gen(x)
+            probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+        gen.train()
+        p = torch.cat(probs).numpy()
+        is_a = np.array([d == "A" for d in val.domains])
+        self.last_val = nan_to_none({"step": self.step, "n": int(len(p)), "all": point_metrics(val.labels, p), "domain_A": point_metrics(val.labels[is_a], p[is_a])})
+        log.info("validation at step %d: %s", self.step, self.last_val)
+        with open(self.out / "val_log.jsonl", "a") as fh:  # one line per validation, for choosing an epoch
+            fh.write(json.dumps(self.last_val, default=_json_default) + "\n")
+        return self.last_val
+
+    def export(self, out_dir: str | Path | None = None) -> Path:
+        dtype = {"auto": torch.float16 if self.cfg.model == "cnn" else None, "float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.cfg.export_dtype]
+        extra = {
+            "version": self.cfg.version,
+            "working_size": self.cfg.size,
+            "training": {**self.cfg.to_dict(), "load_size": self.cfg.load_size, "step": self.step, "epoch": self.step / self.steps_per_epoch,
+                         "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps, "device": str(self.device)},
+            "data_split": self.data.split,
+            "validation": self.last_val,
+        }
+        return export_generator(self.gan.gen_ab, self.cfg.model, out_dir or self.out / "generator", extra=json.loads(json.dumps(extra, default=_json_default)), dtype=dtype)
+
+    # ------------------------------------------------------------------------------------- training state
+    def save_state(self, state_dir: str | Path | None = None) -> Path:
+        d = Path(state_dir) if state_dir else self.out / "state"
+        tensors: dict[str, torch.Tensor] = {}
+        for name in NETS:
+            for k, v in getattr(self.gan, name).state_dict().items():
+                tensors[f"{name}.{k}"] = v
+        for name, pool in (("pool_a", self.pool_a), ("pool_b", self.pool_b)):
+            if len(pool):
+                tensors[name] = pool.state()
+        cfg = {"kind": STATE_KIND, "model": self.cfg.model, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
+               "total_steps": self.total_steps, "training": self.cfg.to_dict(), "data_split": self.data.split}
+        save_checkpoint(d, tensors, json.loads(json.dumps(cfg, default=_json_default)))
+        tmp = d / "optim.pt.tmp"
+        torch.save({"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}, tmp)
+        tmp.replace(d / "optim.pt")
+        return d
+
+    def load_state(self, state_dir: str | Path) -> None:
+        d = resolve_state_dir(state_dir)
+        tensors, cfg = load_checkpoint(d)
+        if cfg.get("kind") != STATE_KIND:
+            raise CheckpointError(f"{d}: not a training state (kind {cfg.get('kind')!r})")
+        if cfg.get("model") != self.cfg.model:
+            raise CheckpointError(f"{d}: state is for model {cfg.get('model')!r}, config says {self.cfg.model!r}")
+        for name in NETS:
+            sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            load_state_into(getattr(self.gan, name), sub, what=f"{d} ({name})")
+        self.pool_a.load_state(tensors.get("pool_a", torch.empty(0)), self.device)
+        self.pool_b.load_state(tensors.get("pool_b", torch.empty(0)), self.device)
+        try:
+            opt = torch.load(d / "optim.pt", map_location=self.device, weights_only=True)
+        except (OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{d}: cannot read optim.pt ({exc})") from None
+        self.opt_g.load_state_dict(opt["opt_g"])
+        self.opt_d.load_state_dict(opt["opt_d"])
+        self.step = int(cfg["step"])
+        if int(cfg.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
+            raise CheckpointError(f"{d}: steps per epoch differ ({cfg.get('steps_per_epoch')} vs {self.steps_per_epoch}): data or batch size changed")
+
+
+def resolve_state_dir(path: str | Path) -> Path:
+    """A run folder or its ``state`` sub-folder -> the state folder."""
+    p = Path(path)
+    if (p / "state" / "config.json").is_file():
+        return p / "state"
+    if not (p / "config.json").is_file():
+        raise CheckpointError(f"{p}: no training state here (expected {p}/state/config.json)")
+    return p
+
+
+def state_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The training config stored in a state folder, with overrides (e.g. a larger ``max_steps``)."""
+    from ..checkpoints import read_config
+
+    cfg = read_config(resolve_state_dir(path))
+    if cfg.get("kind") != STATE_KIND or "training" not in cfg:
+        raise CheckpointError(f"{path}: not a training state")
+    return config_from_dict(cfg["training"], overrides)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | Path | None = None, data: TrainData | None = None, progress: bool = True) -> dict[str, Any]:
+    """Build the data and trainer, optionally resume, run. Returns the summary."""
+    if data is None:
+        data = TrainData.from_config(cfg, progress)
+    trainer = Trainer(cfg, out_dir, data, progress=progress)
+    if resume is not None:
+        trainer.load_state(resume)
+        if trainer.step >= trainer.end_step():
+            raise R2CError(f"nothing to do: the state is at step {trainer.step}, the run ends at step {trainer.end_step()} (raise --max-steps or epochs)")
+    return trainer.run()
