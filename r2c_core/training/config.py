@@ -40,6 +40,14 @@ class TrainConfig:
     #: bf16 autocast (CUDA only; ignored on CPU)
     amp: bool = True
     channels_last: bool = False
+    #: on CUDA switch on the fast path whatever the fields above say: bf16 autocast, channels_last, fused Adam
+    #: (each checked equal to eager in tests/test_fast.py and tests/test_training_fast.py)
+    cuda_fast_path: bool = True
+    #: Adam's fused kernel (CPU and CUDA); numerically equal to the plain one to float32 rounding
+    fused_adam: bool = True
+    #: torch.compile the four networks (mode below); pays on CUDA for long runs, costs minutes of compile on CPU
+    compile: bool = False
+    compile_mode: str = "max-autotune-no-cudagraphs"
     seed: int = 0
     device: str = "auto"
     #: stop after this many steps (0 = run the whole schedule); the schedule itself is unchanged

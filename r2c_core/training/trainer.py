@@ -13,14 +13,28 @@ Output folder layout::
 Determinism: the networks are initialised from ``torch.manual_seed(seed)``; every later random draw (batch
 order, flips, crops, pool swaps) comes from a generator seeded by ``(seed, step)`` or ``(seed, epoch)``. A run
 resumed from a state therefore reproduces the uninterrupted run bit for bit (on the same device and threads).
+
+Fast path: on CUDA (``cuda_fast_path``, default on) bf16 autocast, channels_last and fused Adam; ``compile``
+wraps the four networks in ``torch.compile``. Several GPUs or processes: run the same command under
+``torchrun --nproc_per_node N -m r2c_core train ...``. ``batch_size`` is then the *global* batch: every process
+reads the same data, takes its contiguous share of each global batch, and the gradients are averaged with one
+all-reduce per optimiser step (gloo on CPU, NCCL on CUDA), so N processes compute what one process computes with
+the same global batch (tested on CPU). Each process keeps its own history pools; only process 0 writes the log,
+the checkpoints and the exported generator; the summary records the world size, global batch and learning rate.
+We average gradients explicitly instead of wrapping the networks in ``DistributedDataParallel``: each generator
+runs three times per step (translation, cycle, identity) and the discriminators are frozen during the G step,
+which DDP's one-forward-per-backward reducer does not support without ``find_unused_parameters`` and static-graph
+work-arounds; the explicit all-reduce is the same mathematics with one collective per step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +116,29 @@ def _limit(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return rows.sample(n=n, random_state=seed).sort_values("id", kind="mergesort").reset_index(drop=True)
 
 
+def dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed process group, (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+@dataclass
+class _Nets:
+    """The four networks as the loss functions see them (possibly torch.compile'd)."""
+
+    gen_ab: nn.Module
+    gen_ba: nn.Module
+    disc_a: nn.Module
+    disc_b: nn.Module
+
+    def generators(self) -> list[nn.Module]:
+        return [self.gen_ab, self.gen_ba]
+
+    def discriminators(self) -> list[nn.Module]:
+        return [self.disc_a, self.disc_b]
+
+
 def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
     for m in modules:
         for p in m.parameters():
@@ -118,17 +155,29 @@ class Trainer:
         self.progress = progress
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        self.rank, self.world = dist_rank_world()
+        self.is_main = self.rank == 0
+        if cfg.batch_size % self.world:
+            raise R2CError(f"config: batch_size {cfg.batch_size} (the global batch) must be divisible by the {self.world} processes")
         self.device = pick_device(cfg.device)
-        self.amp = bool(cfg.amp) and self.device.type == "cuda"
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
+        fast = cfg.cuda_fast_path and self.device.type == "cuda"
+        self.amp = (bool(cfg.amp) or fast) and self.device.type == "cuda"
+        self.channels_last = bool(cfg.channels_last) or fast
         torch.manual_seed(cfg.seed)
         self.gan = R2CGAN(cfg.model).to(self.device)
-        if cfg.channels_last:
+        if self.channels_last:
             self.gan = self.gan.to(memory_format=torch.channels_last)
-        gen_params = [p for g in self.gan.generators() for p in g.parameters()]
-        disc_params = [p for d in self.gan.discriminators() for p in d.parameters()]
+        self.gen_params = [p for g in self.gan.generators() for p in g.parameters()]
+        self.disc_params = [p for d in self.gan.discriminators() for p in d.parameters()]
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(gen_params, lr=cfg.lr, betas=betas, eps=cfg.adam_eps)
-        self.opt_d = torch.optim.Adam(disc_params, lr=cfg.lr, betas=betas, eps=cfg.adam_eps)
+        fused = {"fused": True} if (cfg.fused_adam or fast) else {}
+        self.opt_g = torch.optim.Adam(self.gen_params, lr=cfg.lr, betas=betas, eps=cfg.adam_eps, **fused)
+        self.opt_d = torch.optim.Adam(self.disc_params, lr=cfg.lr, betas=betas, eps=cfg.adam_eps, **fused)
+        self.nets = {name: getattr(self.gan, name) for name in NETS}
+        if cfg.compile:
+            self.nets = {name: torch.compile(net, mode=cfg.compile_mode) for name, net in self.nets.items()}
         self.pool_a = ImagePool(cfg.pool_size)  # fakes of domain A (B2A) for D_A
         self.pool_b = ImagePool(cfg.pool_size)  # fakes of domain B (A2B) for D_B
         self.steps_per_epoch = data.batches.steps_per_epoch
@@ -148,40 +197,64 @@ class Trainer:
         out = []
         for t in batch:
             t = t.to(self.device, non_blocking=True)
-            if self.cfg.channels_last and t.dim() == 4:
+            if self.channels_last and t.dim() == 4:
                 t = t.contiguous(memory_format=torch.channels_last)
             out.append(t)
         return tuple(out)
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, float]:
         """One G step (D frozen) then one D step on pooled fakes, at the scheduled rate of ``self.step``."""
+        if self.world > 1:  # this process's contiguous share of the global batch
+            per = self.cfg.batch_size // self.world
+            batch = tuple(t[self.rank * per : (self.rank + 1) * per] for t in batch)
         real_a, real_b, label_a, label_b = self._to_device(batch)
         lr = self.lr_at(self.step)
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = lr
-        gan = self.gan
+        gan = _Nets(**self.nets)
         # generator step
-        _set_requires_grad(gan.discriminators(), False)
+        _set_requires_grad(self.gan.discriminators(), False)
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
             fw = r2c_forward(gan, real_a, real_b)
             g_terms = generator_losses(gan, real_a, real_b, label_a, label_b, fw, self.cfg.loss)
         g_terms["G_loss"].backward()
+        self._average_gradients(self.gen_params)
         self.opt_g.step()
-        # discriminator step on history-pooled fakes
-        _set_requires_grad(gan.discriminators(), True)
-        g = seeded_generator(self.cfg.seed, "pool", self.step)
+        # discriminator step on history-pooled fakes (one pool per process)
+        _set_requires_grad(self.gan.discriminators(), True)
+        g = seeded_generator(self.cfg.seed, "pool", self.step, *((self.rank,) if self.rank else ()))
         fake_b = self.pool_b.query(fw["A2B"].detach(), g)
         fake_a = self.pool_a.query(fw["B2A"].detach(), g)
         self.opt_d.zero_grad(set_to_none=True)
         with self._autocast():
             d_terms = discriminator_losses(gan, real_a, real_b, fake_a, fake_b)
         d_terms["D_loss"].backward()
+        self._average_gradients(self.disc_params)
         self.opt_d.step()
-        out = {k: float(v.detach()) for k, v in {**g_terms, **d_terms}.items()}
+        terms = {**g_terms, **d_terms}
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        if self.world > 1:
+            torch.distributed.all_reduce(values)
+            values /= self.world
+        out = dict(zip(terms, values.cpu().tolist()))
         out["lr"] = lr
         return out
+
+    def _average_gradients(self, params: list[nn.Parameter]) -> None:
+        """Data parallelism: one all-reduce of the flattened gradients, divided by the number of processes."""
+        if self.world == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
 
     # ------------------------------------------------------------------------------------------ the loop
     def end_step(self) -> int:
@@ -191,12 +264,12 @@ class Trainer:
         """Train from ``self.step`` to the end (or ``max_steps``); save, validate and export on the way."""
         self.out.mkdir(parents=True, exist_ok=True)
         end = self.end_step()
-        log_file = self._open_log()
+        log_file = self._open_log() if self.is_main else io.StringIO()  # one writer: process 0
         writer = csv.DictWriter(log_file, fieldnames=list(LOG_COLUMNS))
         t0 = time.perf_counter()
         steps_done = 0
         stopped_early = False
-        bar = tqdm(total=end, initial=self.step, desc=f"train {self.cfg.model}", unit="step", disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(total=end, initial=self.step, desc=f"train {self.cfg.model}", unit="step", disable=not (self.progress and self.is_main), dynamic_ncols=True)
         try:
             while self.step < end:
                 ts = time.perf_counter()
@@ -219,17 +292,25 @@ class Trainer:
             bar.close()
             log_file.close()
         elapsed = time.perf_counter() - t0
-        self.save_state()
-        self.validate()
-        gen_dir = self.export()
+        gen_dir = None
+        if self.is_main:
+            self.save_state()
+            self.validate()
+            gen_dir = self.export()
         summary = {"step": self.step, "total_steps": self.total_steps, "stopped_early": stopped_early, "steps_per_epoch": self.steps_per_epoch, "steps_run": steps_done,
                    "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(1, steps_done), 4),
                    "validation": self.last_val, "generator": str(gen_dir), "state": str(self.out / "state")}
+        summary["processes"] = {"world_size": self.world, "global_batch": self.cfg.batch_size,
+                                "per_process_batch": self.cfg.batch_size // self.world, "lr": self.cfg.lr}
         summary = nan_to_none(summary)
+        if not self.is_main:
+            return summary
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
         return summary
 
     def _after_step(self, log_file: Any) -> None:
+        if not self.is_main:
+            return
         epoch_end = self.step % self.steps_per_epoch == 0
         if epoch_end or (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0):
             log_file.flush()
@@ -360,6 +441,20 @@ def _json_default(o: Any) -> Any:
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | Path | None = None, data: TrainData | None = None, progress: bool = True) -> dict[str, Any]:
     """Build the data and trainer, optionally resume, run. Returns the summary."""
+    own_group = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        # started by torchrun: gloo on CPU, NCCL on CUDA; every process reads the same data and takes its share
+        backend = "nccl" if pick_device(cfg.device).type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        own_group = True
+    try:
+        return _train(cfg, out_dir, resume=resume, data=data, progress=progress)
+    finally:
+        if own_group:
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | Path | None, data: TrainData | None, progress: bool) -> dict[str, Any]:
     if data is None:
         data = TrainData.from_config(cfg, progress)
     trainer = Trainer(cfg, out_dir, data, progress=progress)
