@@ -1,0 +1,30 @@
+"""The benchmark scripts run (tiny smoke mode), so they cannot rot. No timing is asserted."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_r2c_smoke(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert _load("bench_r2c").main(["--smoke", "--device", "cpu", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert {r["mode"] for r in data["results"]} == {"eager", "channels_last"}
+    assert all(r["gflop"] > 0 and r["images_per_s"] > 0 for r in data["results"])
+    assert "| restore | op-q3 |" in capsys.readouterr().out
+
+
+def test_bench_train_smoke(tmp_path):
+    out = tmp_path / "t.json"
+    assert _load("bench_train").main(["--smoke", "--device", "cpu", "--models", "op-q1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert rows[0]["kind"] == "train" and rows[0]["gflop"] > 0
