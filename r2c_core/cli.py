@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "r2c_core.commands.models",
     "r2c_core.commands.segmentation",
     "r2c_core.commands.training",
+    "r2c_core.commands.baselines",
 )
 
 

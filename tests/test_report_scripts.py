@@ -1,0 +1,183 @@
+"""The report scripts: Table II/V from synthetic evaluate JSON, the pack builder, sample rendering and the recipe
+runner's argument handling."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from r2c_core.metrics import grouped_tables, nan_to_none
+from r2c_core.models import build_generator, count_params
+from r2c_core.paths import REPO_ROOT
+
+SCRIPTS = REPO_ROOT / "scripts"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def report():
+    return _script("report_results")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------------- synthetic evals
+def _synthetic_eval(prob: np.ndarray, y: np.ndarray, src: np.ndarray, base_prob: np.ndarray) -> dict:
+    return nan_to_none({
+        "n": int(len(y)), "threshold": 0.5, "bootstrap": 50, "positive_class": "covid",
+        "model": grouped_tables(y, prob, src, n_boot=50, seed=0),
+        "metadata_baseline": {"features": "synthetic", **grouped_tables(y, base_prob, src, n_boot=50, seed=0)},
+    })
+
+
+@pytest.fixture
+def evals(tmp_path):
+    rng = np.random.default_rng(0)
+    src = np.array(["ieee"] * 40 + ["nih"] * 30 + ["mhh"] * 30)
+    y = np.array([1] * 30 + [0] * 10 + [0] * 30 + [1] * 30)
+    base = np.where(src == "nih", 0.1, np.where(src == "mhh", 0.9, 0.75))  # source alone: no signal within ieee
+    good = np.clip(y * 0.8 + rng.uniform(0, 0.2, y.size), 0, 1)             # separates every source
+    weak = np.clip(0.5 + rng.normal(0, 0.2, y.size), 0, 1)                   # noise
+    paths = {}
+    for name, prob in (("op-q3", good), ("resnet50", weak)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "test_metrics.json").write_text(json.dumps(_synthetic_eval(prob, y, src, base)))
+        paths[name] = d / "test_metrics.json"
+    (tmp_path / "resnet50" / "classifier").mkdir()
+    (tmp_path / "resnet50" / "classifier" / "config.json").write_text(json.dumps(
+        {"kind": "baseline-classifier", "model": "resnet50", "pretrained": False, "version": "v1-test", "working_size": 256, "training": {"size": 256}}))
+    return paths, y, src, good, weak
+
+
+def test_table2_rows_values_notes_and_bar(report, evals):
+    paths, y, src, good, weak = evals
+    out: list[str] = []
+    assert report.main([str(paths["op-q3"]), str(paths["resnet50"]), "--table", "2"], emit=out.append) == 0
+    text = out[0]
+    pooled = text.split("### Pooled (all sources)")[1].split("###")[0]
+    rows = [r for r in pooled.splitlines() if r.startswith("| ")][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| op-q3", "| resnet50", f"| {report.METADATA_LABEL}"]
+    t = grouped_tables(y, good, src, n_boot=50, seed=0)["pooled"]
+    lo, hi = t["ci95"]["f1"]
+    assert f"{t['f1']:.3f} [{lo:.2f}, {hi:.2f}]" in rows[0] and f"| {len(y)} ({int(y.sum())}) |" in rows[0]
+    assert "v1-test" in rows[1] and "trained from scratch" in rows[1]
+    # one table per source; nih has no covid so its sensitivity is undefined
+    for s in ("ieee", "mhh", "nih"):
+        assert f"### Within source {s}" in text
+    nih = text.split("### Within source nih")[1].split("###")[0]
+    assert nih.splitlines()[4].split(" | ")[3] == "-"
+    bar = text.split("### Issue-7 bar")[1]
+    assert "| op-q3 |" in bar and bar.split("| op-q3 |")[1].splitlines()[0].rstrip().endswith("| met |")
+    assert bar.split("| resnet50 |")[1].splitlines()[0].rstrip().endswith("| not met |")
+
+
+def test_table2_names_and_notes(report, evals, tmp_path):
+    paths, *_ = evals
+    out: list[str] = []
+    report.main([f"my-op-q3-noclass={paths['op-q3']}", "--table", "2", "--note", "my-op-q3-noclass=hello", "--json", str(tmp_path / "n.json")], emit=out.append)
+    line = [r for r in out[0].splitlines() if r.startswith("| my-op-q3-noclass |")][0]
+    assert "lambda_class = 0" in line and "hello" in line
+    assert json.loads((tmp_path / "n.json").read_text())["table2"]["my-op-q3-noclass"]["n"] == 100
+    with pytest.raises(SystemExit, match="not an evaluate JSON"):
+        bad = tmp_path / "bad.json"
+        bad.write_text("{}")
+        report.main([str(bad), "--table", "2"], emit=out.append)
+
+
+def test_arch_names(report):
+    assert report.arch_of("op-q3-noclass") == ("r2c", "op-q3")
+    assert report.arch_of("r2c-cnn-compact") == ("r2c", "cnn-compact")
+    assert report.arch_of("cnn") == ("r2c", "cnn")
+    assert report.arch_of("baseline-efficientnet_b4") == ("baseline", "efficientnet_b4")
+    assert report.arch_of("inception_v3-v0") == ("baseline", "inception_v3")
+    assert report.arch_of("mystery") == (None, None)
+
+
+def test_table5_params_flops_and_timing(report, tmp_path):
+    out: list[str] = []
+    report.main(["--table", "5", "--arch", "cnn-compact", "--no-timing", "--size", "64", "--json", str(tmp_path / "a.json")], emit=out.append)
+    report.main(["--table", "5", "--arch", "cnn-compact", "--batches", "1,2", "--repeats", "1", "--size", "32", "--json", str(tmp_path / "b.json")], emit=out.append)
+    small = json.loads((tmp_path / "b.json").read_text())["table5"][0]
+    big = json.loads((tmp_path / "a.json").read_text())["table5"][0]
+    assert big["parameters"] == small["parameters"] == count_params(build_generator("cnn-compact"))
+    assert big["gflops"] > 0 and big["gflops"] / small["gflops"] == pytest.approx(4.0, rel=0.05)  # FLOPs scale with pixels
+    assert big["ms"] == {} and set(small["ms"]) >= {"cpu_b1", "cpu_b2"} and all(v > 0 for k, v in small["ms"].items() if k.startswith("cpu"))
+    row = [r for r in out[1].splitlines() if r.startswith("| cnn-compact |")][0]
+    assert f"| {small['parameters'] / 1e6:.3f} |" in row and "CPU ms/img b2" in out[1]
+
+
+# ----------------------------------------------------------------------------------------------- pack
+@pytest.mark.data
+def test_make_pack_script_builds_checks_size_and_unpacks(cxr_dir, tmp_path, capsys):
+    mp = _script("make_pack")
+    pack = tmp_path / "p.npz"
+    assert mp.main(["--size", "32", "--limit", "3", "--out", str(pack), "--quiet"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["n"] == 3 and 0 < info["mib"] < 1
+    assert mp.main(["--size", "32", "--limit", "3", "--out", str(pack), "--quiet", "--max-mib", "0.0001"]) == 1
+    assert "not below" in capsys.readouterr().err
+    assert mp.main(["--unpack", str(pack), "--to", str(tmp_path / "u")]) == 0
+    assert len(list((tmp_path / "u" / "images").glob("*.png"))) == 3 and (tmp_path / "u" / "MANIFEST.csv").is_file()
+    assert mp.main(["--unpack", str(tmp_path / "missing.npz"), "--to", str(tmp_path / "v")]) == 2
+
+
+# -------------------------------------------------------------------------------------------- samples
+@pytest.mark.data
+def test_render_samples_mhh_only_with_attribution(cxr_dir, tmp_path, capsys):
+    from r2c_core.inference import export_generator
+
+    rs = _script("render_samples")
+    torch.manual_seed(0)
+    export_generator(build_generator("cnn-compact"), "cnn-compact", tmp_path / "w" / "r2c-cnn-compact", extra={"version": "test"})
+    (tmp_path / "w" / "not-a-generator").mkdir()
+    out = tmp_path / "fig"
+    assert rs.main(["--weights-root", str(tmp_path / "w"), "--mhh-only", "--n", "1", "--tile", "64", "--out", str(out)]) == 0
+    png = out / "samples-r2c-cnn-compact-mhh.png"
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.width == 3 * 64 and im.height > 64
+    md = (out / "samples-mhh.md").read_text()
+    assert "doi:10.25835/0090041" in md and "CC BY 3.0" in md and "mhh_" in md and "samples-r2c-cnn-compact-mhh.png" in md
+    # non-mhh images never under docs/
+    assert rs.main(["--weights-root", str(tmp_path / "w"), "--out", str(REPO_ROOT / "docs" / "should-not-exist")]) == 2
+    assert not (REPO_ROOT / "docs" / "should-not-exist").exists()
+
+
+# ------------------------------------------------------------------------------------------- recipes
+def test_run_recipes_script_syntax_and_unknown_recipe(tmp_path):
+    sh = SCRIPTS / "run_recipes.sh"
+    assert subprocess.run(["bash", "-n", str(sh)], capture_output=True).returncode == 0
+    env = {"PATH": "/usr/bin:/bin", "R2C_DATA": str(tmp_path), "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(sh), "--out", str(tmp_path / "runs"), "no-such-model"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "no recipe no-such-model" in r.stderr
+    r = subprocess.run(["bash", str(sh), "--bogus"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "unknown option" in r.stderr
+    # every default recipe has its config file
+    for name in ("op-q1", "op-q3", "op-q5", "cnn", "cnn-compact", "op-q3-noclass"):
+        assert (REPO_ROOT / "configs" / f"r2c-{name}-gpu.json").is_file()
+    for name in ("efficientnet_b4", "efficientnet_b5", "resnet50", "inception_v3"):
+        cfg = json.loads((REPO_ROOT / "configs" / f"baseline-{name}.json").read_text())
+        assert cfg["model"] == name
+        from r2c_core.baselines import load_baseline_config
+
+        assert load_baseline_config(REPO_ROOT / "configs" / f"baseline-{name}.json").size == 256
