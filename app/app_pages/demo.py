@@ -1,0 +1,135 @@
+"""The demo page (everyone, no sign-in): upload a chest X-ray or pick one from the data folder, choose a model
+and the number of passes, and see the original and the restored image side by side with the COVID-19
+probability and the lung segmentation of each. Bad uploads get one clear message and the app stays up."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import pandas as pd
+import streamlit as st
+
+from r2c_core.errors import ImageLoadError, R2CError
+from r2c_core.imageio import read_xray
+
+from .. import components, services
+from ..demo_pipeline import DemoResult, run_demo
+
+log = logging.getLogger(__name__)
+
+RESULT = "r2c_demo_result"
+MAX_UPLOAD_MB = 64
+UPLOAD_TYPES_HELP = "PNG, JPEG, TIFF or DICOM; 8- or 16-bit, gray or colour (converted to gray)"
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _manifest(data_dir: str) -> pd.DataFrame:
+    df = pd.read_csv(f"{data_dir}/MANIFEST.csv", dtype=str, keep_default_na=False)
+    order = {"mhh": 0}
+    df = df.assign(_o=df["source"].map(lambda s: order.get(s, 1))).sort_values(["_o", "split", "id"])
+    return df[["id", "file", "label", "source", "split"]].reset_index(drop=True)
+
+
+def _pick_from_data() -> tuple[bytes, str] | None:
+    cfg = services.settings()
+    df = _manifest(str(cfg.data_dir))
+    labels = {i: f"{r.id} · {r.label} · {r.source}" for i, r in enumerate(df.itertuples())}
+    idx = st.selectbox("X-ray from the data folder", options=list(labels), format_func=labels.get, key="demo_pick",
+                       help="Hannover (mhh) images first; the data folder is R2C_DATA")
+    if idx is None:
+        return None
+    row = df.iloc[int(idx)]
+    path = cfg.data_dir / row["file"]
+    try:
+        return path.read_bytes(), str(row["id"])
+    except OSError as exc:
+        st.error(f"{path}: cannot read ({exc.strerror or exc})")
+        return None
+
+
+def _input() -> tuple[bytes, str] | None:
+    has_data = services.settings().has_data
+    options = ["Upload a file"] + (["Pick from the data folder"] if has_data else [])
+    how = st.radio("Image", options, horizontal=True, key="demo_source", label_visibility="collapsed")
+    if how == "Upload a file":
+        up = st.file_uploader(f"Chest X-ray ({UPLOAD_TYPES_HELP})", key="demo_upload", max_upload_size=MAX_UPLOAD_MB)
+        return (up.getvalue(), up.name) if up is not None else None
+    return _pick_from_data()
+
+
+def _controls(models: list[str]) -> tuple[str, int, bool]:
+    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    model = a.selectbox("Restoration model", models, key="demo_model",
+                        help="R2C-GAN generators bundled under weights/r2c-<model>/")
+    passes = b.slider("Passes", min_value=1, max_value=5, value=3, key="demo_passes",
+                      help="How many times the generator is applied (the paper's study uses 3; 1 for cnn)")
+    outline = c.toggle("Lung outline", value=True, key="demo_outline")
+    return model, int(passes), bool(outline)
+
+
+def _run(data: bytes, name: str, model: str, passes: int) -> DemoResult | None:
+    digest = hashlib.sha256(data).hexdigest()
+    key = (digest, model, passes)
+    cached = st.session_state.get(RESULT)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    known_mask = cached[1].mask_original if cached is not None and cached[0][0] == digest else None
+    try:
+        gray = read_xray(data, name=name)
+    except ImageLoadError as exc:
+        st.error(str(exc))
+        return None
+    bar = st.progress(0.0, text="Loading the models…")
+    try:
+        restorer = services.restorer(model)
+        segmenter = services.segmenter()
+        result = run_demo(gray, restorer, segmenter, passes, progress=lambda msg, f: bar.progress(f, text=msg),
+                          original_mask=known_mask)
+    except R2CError as exc:
+        st.error(str(exc))
+        return None
+    except MemoryError:
+        st.error(f"{name}: out of memory while processing this image; try a smaller image")
+        return None
+    finally:
+        bar.empty()
+    st.session_state[RESULT] = (key, result)
+    return result
+
+
+def _show(result: DemoResult, outline: bool) -> None:
+    seg = result.overlay_original is not None
+    left = result.overlay_original if outline and seg else result.original
+    right = result.overlay_restored if outline and seg else result.restored
+    restored = f"Restored ({result.model}, {result.passes} pass{'es' if result.passes != 1 else ''})"
+    a, b, c = st.columns(3)
+    a.metric("COVID-19 probability", f"{100 * result.prob_covid:.1f} %",
+             help="From the restoration model's classification head (first pass). Research model, not a diagnosis.")
+    if result.lung_fraction is not None:
+        b.metric("Lung area, original", f"{100 * result.lung_fraction[0]:.1f} % of image")
+        c.metric("Lung area, restored", f"{100 * result.lung_fraction[1]:.1f} % of image")
+    else:
+        st.info("No lung segmentation weights found (weights/lung-unet/): segmentation is skipped.")
+    components.image_pair(left, right, ("Original", restored))
+    with st.expander(f"Timing: {result.total_s:.2f} s on {services.device_label()}"):
+        st.table(pd.DataFrame({"step": list(result.timings), "seconds": [round(v, 3) for v in result.timings.values()]}))
+
+
+def render() -> None:
+    st.title("Demo: restore and segment a chest X-ray")
+    components.research_notice()
+    models = services.available_models()
+    if not models:
+        st.warning("No restoration weights are bundled (expected weights/r2c-<model>/config.json and "
+                   "model.safetensors). Add weights or set R2C_WEIGHTS to a folder that has them.")
+        return
+    model, passes, outline = _controls(models)
+    picked = _input()
+    if picked is None:
+        st.caption("Upload a frontal chest X-ray to start. Files stay in this session only.")
+        return
+    data, name = picked
+    result = _run(data, name, model, passes)
+    if result is not None:
+        _show(result, outline)

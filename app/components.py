@@ -1,0 +1,219 @@
+"""Small reusable widgets: the research-use notice, the blinded comparison grid (synchronized zoom, click to
+enlarge, choose by click or number key) and the side-by-side demo pair.
+
+The comparison grid shows images as PNG bytes through ``st.image`` (served under content-hash URLs), labels
+them only by slot number ("Image 1".."Image 5"), and keys its widgets by slot number, so nothing in the page
+reveals which method made which image. Zoom and the enlarged view are added in the browser by a small script
+(``st.components.v2``, no iframe) that works on the grid's own ``<img>`` elements: the mouse wheel zooms all
+images at the same point, dragging pans them all, a double click resets, a click opens the image large
+(arrow keys step through the others at the same zoom, Esc closes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+NOTICE = "Research use only, not for diagnosis."
+GRID_KEY = "r2c-grid"
+PREFETCH_KEY = "r2c-prefetch"
+_PREFETCH_CSS = ("<style>.st-key-r2c-prefetch{position:absolute!important;left:-10000px;top:0;width:64px;"
+                 "height:64px;overflow:hidden;opacity:0;pointer-events:none}</style>")
+
+_ZOOM_JS = r"""
+export default function (component) {
+  const GRID = '.st-key-r2c-grid';
+  const w = window;
+  if (!w.__r2cZoom) {
+    const Z = { s: 1, tx: 0, ty: 0, drag: null, box: null, idx: 0 };
+    w.__r2cZoom = Z;
+    const gridImgs = () => Array.from(document.querySelectorAll(GRID + ' [data-testid="stImage"] img'));
+    const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+    const apply = () => {
+      Z.s = clamp(Z.s, 1, 8);
+      Z.tx = clamp(Z.tx, 1 - Z.s, 0);
+      Z.ty = clamp(Z.ty, 1 - Z.s, 0);
+      const imgs = gridImgs();
+      if (Z.box) imgs.push(Z.box.querySelector('img'));
+      for (const img of imgs) {
+        const w0 = img.offsetWidth, h0 = img.offsetHeight;
+        const x = Z.tx * w0, y = Z.ty * h0;
+        const left = -x / Z.s, top = -y / Z.s;
+        const right = w0 - (left + w0 / Z.s), bottom = h0 - (top + h0 / Z.s);
+        img.style.transformOrigin = '0 0';
+        img.style.transform = `translate(${x}px, ${y}px) scale(${Z.s})`;
+        img.style.clipPath = Z.s > 1 ? `inset(${top}px ${right}px ${bottom}px ${left}px)` : '';
+        img.style.cursor = Z.s > 1 ? 'grab' : 'zoom-in';
+        img.draggable = false;
+      }
+    };
+    Z.apply = apply;
+    const target = (e) => {
+      const img = e.target && e.target.closest ? e.target.closest('img') : null;
+      if (!img) return null;
+      if (Z.box && Z.box.contains(img)) return img;
+      return img.closest(GRID) ? img : null;
+    };
+    const box0 = (img) => {
+      const r = img.getBoundingClientRect(), w0 = img.offsetWidth, h0 = img.offsetHeight;
+      return { left: r.left - Z.tx * w0, top: r.top - Z.ty * h0, width: w0, height: h0 };
+    };
+    const point = (img, e) => {
+      const r = box0(img);
+      return [(e.clientX - r.left) / r.width, (e.clientY - r.top) / r.height];
+    };
+    const closeBox = () => { if (Z.box) { Z.box.remove(); Z.box = null; } };
+    const openBox = (i) => {
+      const imgs = gridImgs();
+      if (!imgs.length) return;
+      Z.idx = (i + imgs.length) % imgs.length;
+      const src = imgs[Z.idx];
+      closeBox();
+      const box = document.createElement('div');
+      box.id = 'r2c-lightbox';
+      box.setAttribute('role', 'dialog');
+      box.style.cssText = 'position:fixed;inset:0;z-index:2147483000;background:rgba(0,0,0,0.92);display:flex;' +
+        'flex-direction:column;align-items:center;justify-content:center;gap:8px';
+      const aspect = (src.naturalWidth || 1) / (src.naturalHeight || 1);
+      const h = Math.min(window.innerHeight * 0.88, (window.innerWidth * 0.94) / aspect);
+      const f = document.createElement('div');
+      f.style.cssText = `width:${h * aspect}px;height:${h}px;overflow:hidden;background:#000`;
+      const img = document.createElement('img');
+      img.src = src.src;
+      img.alt = `Image ${Z.idx + 1} enlarged`;
+      img.style.cssText = 'width:100%;height:100%;display:block;user-select:none';
+      f.appendChild(img);
+      const cap = document.createElement('div');
+      cap.style.cssText = 'color:#eee;font:14px sans-serif';
+      cap.textContent = `Image ${Z.idx + 1} of ${imgs.length} - arrow keys: other images, wheel or drag: zoom and pan, ` +
+        'double click: reset, number key: choose, Esc: close';
+      box.appendChild(f);
+      box.appendChild(cap);
+      box.addEventListener('mousedown', (e) => { if (e.target === box) closeBox(); });
+      document.body.appendChild(box);
+      Z.box = box;
+      apply();
+    };
+    Z.closeBox = closeBox;
+    document.addEventListener('wheel', (e) => {
+      const img = target(e);
+      if (!img) return;
+      e.preventDefault();
+      const [fx, fy] = point(img, e);
+      const u = (fx - Z.tx) / Z.s, v = (fy - Z.ty) / Z.s;
+      Z.s = clamp(Z.s * Math.exp(-e.deltaY * 0.0015), 1, 8);
+      Z.tx = fx - u * Z.s;
+      Z.ty = fy - v * Z.s;
+      apply();
+    }, { passive: false });
+    document.addEventListener('mousedown', (e) => {
+      const img = target(e);
+      if (!img || e.button !== 0) return;
+      e.preventDefault();
+      const r = box0(img);
+      Z.drag = { x: e.clientX, y: e.clientY, tx: Z.tx, ty: Z.ty, w: r.width, h: r.height, moved: false, img };
+    });
+    document.addEventListener('mousemove', (e) => {
+      const d = Z.drag;
+      if (!d) return;
+      const dx = e.clientX - d.x, dy = e.clientY - d.y;
+      if (Math.abs(dx) + Math.abs(dy) > 4) d.moved = true;
+      if (d.moved && Z.s > 1) { Z.tx = d.tx + dx / d.w; Z.ty = d.ty + dy / d.h; apply(); }
+    });
+    document.addEventListener('mouseup', () => {
+      const d = Z.drag;
+      Z.drag = null;
+      if (!d || d.moved) return;
+      if (Z.box && Z.box.contains(d.img)) return;
+      const i = gridImgs().indexOf(d.img);
+      clearTimeout(Z.clickTimer);  // a single click opens the large view; a double click only resets the zoom
+      Z.clickTimer = setTimeout(() => openBox(i), 260);
+    });
+    document.addEventListener('dblclick', (e) => {
+      if (!target(e)) return;
+      clearTimeout(Z.clickTimer);
+      Z.s = 1; Z.tx = 0; Z.ty = 0; apply();
+    });
+    document.addEventListener('keydown', (e) => {
+      if (!Z.box) return;
+      if (e.key === 'Escape') { closeBox(); e.stopPropagation(); e.preventDefault(); }
+      else if (e.key === 'ArrowRight') { openBox(Z.idx + 1); e.stopPropagation(); e.preventDefault(); }
+      else if (e.key === 'ArrowLeft') { openBox(Z.idx - 1); e.stopPropagation(); e.preventDefault(); }
+    }, true);
+    Z.srcKey = null;
+    const onChange = () => {
+      for (const img of document.querySelectorAll('.st-key-r2c-prefetch img')) {
+        if (img.dataset.r2cDecoded !== img.src) { img.dataset.r2cDecoded = img.src; img.decode().catch(() => {}); }
+      }
+      const key = gridImgs().map((i) => i.src).join('|');
+      if (key !== Z.srcKey) {  // a new query: start unzoomed, close the enlarged view
+        Z.srcKey = key; Z.s = 1; Z.tx = 0; Z.ty = 0; closeBox();
+      }
+      if (!Z.drag) apply();
+    };
+    Z.onChange = onChange;
+    let queued = false;  // coalesce DOM mutations into at most one update per frame
+    const schedule = () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; onChange(); }); } };
+    new MutationObserver(schedule).observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ['src'] });
+  }
+  w.__r2cZoom.onChange();
+}
+"""
+
+_zoom_sync = st.components.v2.component("r2c_zoom_sync", js=_ZOOM_JS, isolate_styles=False)
+
+
+def research_notice(where: Any = st) -> None:
+    """The visible research-use notice."""
+    where.caption(f":warning: **{NOTICE}**")
+
+
+def zoom_sync() -> None:
+    """Mount the zoom / enlarge script for the grid (it resets the zoom whenever the grid shows new images)."""
+    try:
+        _zoom_sync(key="r2c-zoom", height=0)
+    except Exception:  # the grid stays usable (plain images and buttons) without the script
+        pass
+
+
+def comparison_grid(
+    images: Sequence[bytes],
+    on_choose: Callable[..., None],
+    choose_args: Callable[[int], tuple[Any, ...]],
+    *,
+    chosen: int | None = None,
+    disabled: bool = False,
+) -> None:
+    """Images 1..n side by side, each with a "Choose k" button (keyboard shortcut: the number key k).
+
+    ``on_choose(*choose_args(k))`` runs when image ``k`` is chosen; ``chosen`` marks an earlier choice."""
+    with st.container(key=GRID_KEY):
+        cols = st.columns(len(images), gap="small")
+        for k, (col, data) in enumerate(zip(cols, images), start=1):
+            with col:
+                st.image(data, caption=f"Image {k}", width="stretch", output_format="PNG", alt=f"Image {k}")
+                st.button(
+                    f"Choose {k}", key=f"choose_{k}", shortcut=str(k), on_click=on_choose, args=choose_args(k),
+                    type="primary" if chosen == k else "secondary", width="stretch", disabled=disabled,
+                )
+    zoom_sync()
+
+
+def prefetch_images(images: Sequence[bytes]) -> None:
+    """Images the page will need next, loaded and decoded by the browser now but not shown."""
+    st.html(_PREFETCH_CSS)
+    with st.container(key=PREFETCH_KEY):
+        for data in images:
+            st.image(data, output_format="PNG")  # same bytes as the grid will show: same URL, browser cache hit
+
+
+def image_pair(left: np.ndarray, right: np.ndarray, captions: tuple[str, str]) -> None:
+    """Two images side by side at the same width (lossless PNG)."""
+    from .demo_pipeline import display_png
+
+    a, b = st.columns(2, gap="medium")
+    a.image(display_png(left), caption=captions[0], width="stretch", output_format="PNG")
+    b.image(display_png(right), caption=captions[1], width="stretch", output_format="PNG")

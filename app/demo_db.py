@@ -1,0 +1,212 @@
+"""The demo database: created on first start so that the README's first command gives a working app.
+
+When the app runs on its default database (SQLite ``<repo>/var/study.db``) and that file does not exist yet,
+or when ``R2C_DEMO_DB=1`` names a new database, :func:`ensure_demo_database` creates it with:
+
+* three demo accounts whose access codes are fixed and printed in the README: ``demo-reader`` (role reader),
+  ``demo-researcher`` (researcher) and ``demo-admin`` (admin). The short names are *aliases*: sign-in turns
+  them into the accounts' real access codes (:func:`demo_access_code`) only in a database that carries the
+  demo flag (an audit entry written when the demo database is created), so they never work elsewhere;
+* a small restoration study ("Demo study": 6 Hannover (mhh) cases plus 1 practice case) rendered with the
+  bundled weights (:class:`r2c_core.study_renderer.R2CRenderer`), or with the synthetic renderer and a
+  visible notice when no restoration weights are bundled. Without a data folder the study is skipped and
+  the admin page can build one from any folder of images.
+
+Run it ahead of the server (``scripts/run_app.sh`` does) with ``python -m app.demo_db``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from study import audit
+from study.accounts import add_reader
+from study.builder import StudySpec, build_study
+from study.db import connect
+from study.models import AuditEvent, Reader, Study
+from study.render import SyntheticRenderer
+from study.security import ALPHABET, SECRET_LEN, SELECTOR_LEN, hash_secret
+
+from .settings import AppSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: The audit action that marks a database as the auto-created demo database.
+DEMO_FLAG = "demo_database"
+DEMO_STUDY = "Demo study"
+#: alias -> role of the demo accounts (the alias is also the account's name)
+DEMO_ACCOUNTS = {"demo-reader": "reader", "demo-researcher": "researcher", "demo-admin": "admin"}
+DEMO_SOURCE = "mhh"
+DEMO_CASES = 6
+DEMO_PRACTICE = 1
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DemoStatus:
+    """What :func:`ensure_demo_database` found or did."""
+
+    is_demo: bool
+    created: bool = False
+    study_built: bool = False
+    renderer: str | None = None
+    note: str = ""
+
+
+def demo_access_code(alias: str) -> str:
+    """The fixed access code behind a demo alias (deterministic, in the study's code format)."""
+    digest = hashlib.sha256(f"r2c-demo-database:{alias}".encode("utf-8")).digest()
+    chars = "".join(ALPHABET[b % len(ALPHABET)] for b in digest[: SELECTOR_LEN + SECRET_LEN])
+    return "-".join(chars[i : i + 4] for i in range(0, len(chars), 4))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL, or None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def is_demo_database(session: Session) -> bool:
+    """Whether this database carries the demo flag."""
+    return session.scalar(select(AuditEvent.id).where(AuditEvent.action == DEMO_FLAG).limit(1)) is not None
+
+
+def resolve_alias(session: Session, typed: str) -> str:
+    """The access code to check: a demo alias becomes its fixed code in the demo database only."""
+    alias = str(typed or "").strip().lower()
+    if alias in DEMO_ACCOUNTS and is_demo_database(session):
+        return demo_access_code(alias)
+    return str(typed or "")
+
+
+def _ensure_accounts(session: Session) -> None:
+    for alias, role in DEMO_ACCOUNTS.items():
+        reader = session.scalar(select(Reader).where(Reader.name == alias))
+        if reader is None:
+            reader, _ = add_reader(session, alias, role)
+        plain = demo_access_code(alias).replace("-", "")
+        selector, secret = plain[:SELECTOR_LEN], plain[SELECTOR_LEN:]
+        if reader.code_selector != selector:
+            reader.code_selector, reader.code_hash = selector, hash_secret(secret)
+
+
+def demo_manifest(data_dir: Path, out: Path) -> Path | None:
+    """A manifest of the data folder's Hannover (mhh) images, written to ``out``; None without data."""
+    src = data_dir / "MANIFEST.csv"
+    if not src.is_file():
+        return None
+    df = pd.read_csv(src, dtype=str, keep_default_na=False)
+    part = df[df["source"] == DEMO_SOURCE]
+    if len(part) < DEMO_CASES + DEMO_PRACTICE:
+        part = df  # a data folder without enough Hannover images: use any
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part.to_csv(out, index=False)
+    return out
+
+
+def pick_renderer(weights_root: Path, device: str | None = None) -> tuple[object, tuple[str, ...], str]:
+    """``(renderer, methods, name)``: the paper's reader-study methods among the bundled models (every bundled
+    model when none of those is there) when at least one restorer is there, else the synthetic renderer."""
+    from r2c_core.study_renderer import PAPER_METHODS, R2CRenderer, available_methods
+
+    bundled = available_methods(weights_root)
+    paper = [m for m in PAPER_METHODS if m in bundled]
+    methods = paper if len(paper) >= 2 else bundled
+    if len(methods) >= 2:
+        return R2CRenderer("restoration", weights_root=weights_root, device=device, methods=methods), tuple(methods), "r2c"
+    synthetic = SyntheticRenderer("restoration", working_size=256)
+    return synthetic, tuple(synthetic.methods), "synthetic"
+
+
+def _build_demo_study(factory: sessionmaker[Session], settings: AppSettings, progress: Progress | None) -> str | None:
+    var = (sqlite_file(settings.db_url) or settings.assets).parent
+    manifest = demo_manifest(settings.data_dir, var / "demo-manifest.csv")
+    if manifest is None:
+        return None
+    renderer, methods, name = pick_renderer(settings.weights_root, settings.device)
+    spec = StudySpec(name=DEMO_STUDY, manifest=manifest, kind="restoration", methods=methods, split=None,
+                     n_cases=DEMO_CASES, seed=7, allocation="overlap", n_practice=DEMO_PRACTICE,
+                     method_settings={"renderer": name})
+    study_id = build_study(factory, spec, renderer, assets=settings.assets, data_root=settings.data_dir,
+                           progress=progress, show_bar=False)
+    with factory.begin() as session:
+        study = session.get(Study, study_id)
+        if study is not None and not study.settings.get("demo"):
+            study.settings = {**study.settings, "demo": True}
+    return name
+
+
+def demo_renderer_name(session: Session) -> str | None:
+    """``r2c`` or ``synthetic`` for the demo study, None when there is none."""
+    study = session.scalar(select(Study).where(Study.name == DEMO_STUDY))
+    if study is None:
+        return None
+    return str((study.settings.get("method_settings") or {}).get("renderer") or "") or None
+
+
+def ensure_demo_database(settings: AppSettings | None = None, progress: Progress | None = None) -> DemoStatus:
+    """Create (or finish creating) the demo database when allowed (see the module doc); else do nothing."""
+    settings = settings or load_settings()
+    path = sqlite_file(settings.db_url)
+    fresh = path is not None and not path.exists()
+    if not fresh:
+        factory = connect(settings.db_url, migrate=True)
+        with factory.begin() as session:
+            if not is_demo_database(session):
+                return DemoStatus(is_demo=False)
+            has_study = session.scalar(select(Study.id).where(Study.name == DEMO_STUDY)) is not None
+            renderer = demo_renderer_name(session)
+        if has_study and renderer:
+            return DemoStatus(is_demo=True, renderer=renderer)
+    elif not settings.demo_allowed:
+        return DemoStatus(is_demo=False)
+    else:
+        factory = connect(settings.db_url, migrate=True)
+    with factory.begin() as session:
+        if not is_demo_database(session):
+            audit.record(session, DEMO_FLAG, detail={"note": "auto-created demo database with fixed demo codes"})
+        _ensure_accounts(session)
+    renderer = _build_demo_study(factory, settings, progress)
+    note = "" if renderer else f"no X-ray data in {settings.data_dir}: demo study skipped"
+    return DemoStatus(is_demo=True, created=fresh, study_built=renderer is not None, renderer=renderer, note=note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m app.demo_db``: create the demo database when the app would (prints what it did)."""
+    parser = argparse.ArgumentParser(prog="python -m app.demo_db", description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+
+    def show(done: int, total: int) -> None:
+        print(f"\rbuilding the demo study: {done}/{total} cases", end="" if done < total else "\n", flush=True)
+
+    try:
+        status = ensure_demo_database(settings, progress=show)
+    except Exception as exc:  # one line for the console, never a traceback
+        print(f"error: demo database: {exc}", file=sys.stderr)
+        return 2
+    if status.is_demo:
+        what = "created" if status.created else "ready"
+        print(f"demo database {what}: {settings.db_url}" + (f" ({status.note})" if status.note else ""))
+        if status.renderer == "synthetic":
+            print("note: no restoration weights in weights/r2c-*: the demo study uses synthetic renditions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

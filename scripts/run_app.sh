@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The README's first command: set up .venv (first time only), create the demo study database on first start
+# (var/study.db with demo codes demo-reader / demo-researcher / demo-admin), then start the app headless on
+# http://localhost:8501 (PORT to change it). Extra arguments go to `streamlit run`.
+# Environment: R2C_DATA (X-ray folder, default ../shared/data/cxr), R2C_DB_URL (another database: no demo
+# contents are created there), R2C_ASSETS, R2C_WEIGHTS, R2C_DEVICE (cpu / cuda / auto).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_venv.sh
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # idle model threads sleep, not spin (docs/APP.md)
+.venv/bin/python -m app.demo_db
+echo "r2c app: http://localhost:${PORT:-8501}  (stop with Ctrl+C)"
+exec .venv/bin/python -m streamlit run app/streamlit_app.py \
+  --server.headless true --server.port "${PORT:-8501}" --server.fileWatcherType none \
+  --browser.gatherUsageStats false --client.toolbarMode minimal --runner.postScriptGC false "$@"

@@ -1,0 +1,292 @@
+"""AppTest tests of the app's page logic: sign-in, rate limit, role gating, voting, undo, resume, dashboard numbers,
+admin actions and the demo page's handling of bad uploads."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.streamlit_app import PAGES_BY_ROLE, pages_for
+from study.db import connect
+from study.export import tidy_votes
+from tests.app.conftest import app_test, signed_in
+from tests.e2e.harness import build_test_study, vote_through
+
+
+def _texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [i.value for i in at.info] + [s.value for s in at.success]
+    parts += [p.text for p in at.get("progress")] + [e.value for e in at.error] + [w.value for w in at.warning]
+    return "\n".join(str(p) for p in parts)
+
+
+def _titles(role):
+    return [p.title for p in pages_for(role)]
+
+
+def test_pages_by_role():
+    assert _titles(None) == ["Sign in", "Demo"]
+    assert _titles("reader") == ["Vote", "Demo"]
+    assert "Dashboard" not in _titles("reader") and "Vote" not in _titles("researcher")
+    assert _titles("researcher")[0] == "Dashboard"
+    assert set(_titles("admin")) >= {"Studies", "Readers", "Export", "Dashboard"}
+    assert _titles("something-else") == _titles(None)
+    urls = [p.url_path for ps in PAGES_BY_ROLE.values() for p in ps]
+    assert all(u and u.replace("-", "").isalpha() for u in urls)
+
+
+def test_sign_in_rejects_a_bad_code_and_accepts_a_good_one(study_env):
+    at = app_test().run()
+    assert not at.exception
+    at.text_input(key="access_code").input("AAAA-BBBB-CCCC-DDDD")
+    at.button[0].click().run()
+    assert "not valid" in _texts(at)
+    at.text_input(key="access_code").input(study_env.codes["reader-1"].lower())
+    at.button[0].click().run()
+    assert "Signed in as **reader-1** (reader)" in _texts(at)
+    assert [b.label for b in at.button if b.key and b.key.startswith("choose_")] == [f"Choose {k}" for k in range(1, 6)]
+
+
+def test_sign_in_is_rate_limited_and_audited(study_env):
+    from sqlalchemy import select
+
+    from study.models import AuditEvent
+
+    at = app_test().run()
+    for _ in range(5):
+        at.text_input(key="access_code").input("wrong")
+        at.button[0].click().run()
+    at.text_input(key="access_code").input(study_env.codes["reader-1"])
+    at.button[0].click().run()
+    assert "Too many failed attempts" in _texts(at)
+    assert "Signed in as" not in _texts(at)
+    with connect(study_env.url).begin() as s:
+        actions = list(s.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+    assert actions.count("sign_in_failed") == 5 and actions[-1] == "sign_in_rate_limited"
+
+
+def test_reader_votes_undoes_and_resumes(study_env):
+    at = signed_in(study_env, "reader-1")
+    assert "Practice 1 of 1" in _texts(at)
+    at.button(key="choose_2").click().run()
+    assert "Query **1 of 4**" in _texts(at)
+    at.segmented_control(key="vote_confidence").set_value(4)
+    at.text_input(key="vote_comment").input("sharp")
+    at.button(key="choose_5").click().run()
+    assert "Query **2 of 4**" in _texts(at)
+    at.button(key="undo").click().run()
+    assert "Query **1 of 4**" in _texts(at)
+    at.button(key="choose_3").click().run()
+    assert "Query **2 of 4**" in _texts(at)
+    with connect(study_env.url).begin() as s:
+        tidy = tidy_votes(s, study_env.study_id)
+    answered = tidy[tidy["chosen_slot"].notna()]
+    assert list(answered["chosen_slot"]) == [3]  # the undone vote is gone, practice never counts
+    assert answered["confidence"].isna().all() and answered["comment"].isna().all()
+    # a new session (page reload) signs in again and resumes at the first unanswered query; undo is off
+    at2 = signed_in(study_env, "reader-1")
+    assert "Query **2 of 4**" in _texts(at2)
+    assert at2.button(key="undo").disabled
+    for _ in range(3):
+        at2.button(key="choose_1").click().run()
+    assert "All done" in _texts(at2)
+
+
+def test_vote_keeps_confidence_and_comment(study_env):
+    at = signed_in(study_env, "reader-1")
+    at.button(key="choose_1").click().run()  # practice
+    at.segmented_control(key="vote_confidence").set_value(5)
+    at.text_input(key="vote_comment").input("clear lung fields")
+    at.button(key="choose_4").click().run()
+    # the next query starts with empty optional fields
+    assert at.segmented_control(key="vote_confidence").value is None and at.text_input(key="vote_comment").value == ""
+    with connect(study_env.url).begin() as s:
+        row = tidy_votes(s, study_env.study_id).dropna(subset=["chosen_slot"]).iloc[0]
+    assert (row["chosen_slot"], row["confidence"], row["comment"]) == (4, 5, "clear lung fields")
+
+
+def test_a_stale_click_never_votes_on_the_next_query(study_env):
+    """A second press bound to an already answered query (double click, key repeat) is refused, and never
+    lands on the query shown now."""
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import streamlit as st
+
+        from app import auth
+        from app.app_pages import vote
+
+        st.session_state.setdefault(auth.USER_KEY, st.session_state["as_user"])
+        stale = st.session_state.pop("stale", None)
+        if stale:
+            vote._choose(stale, 2)
+        vote.render()
+
+    at = signed_in(study_env, "reader-1")
+    user = at.session_state["r2c_user"]
+    at = AppTest.from_function(script, default_timeout=60)
+    at.session_state["as_user"] = user
+    at.run()
+    at.button(key="choose_1").click().run()  # practice
+    first = at.session_state["r2c_vote"].view.query_token
+    at.button(key="choose_1").click().run()
+    current = at.session_state["r2c_vote"].view.query_token
+    assert current != first
+    at.session_state["stale"] = first
+    at.run()
+    assert not at.exception
+    assert at.session_state["r2c_vote"].view.query_token == current
+    assert any("already answered" in t.value for t in at.toast)
+    with connect(study_env.url).begin() as s:
+        tidy = tidy_votes(s, study_env.study_id)
+    assert list(tidy["chosen_slot"].dropna()) == [1]
+
+
+def _vote_everything(url: str, reader_name: str, pick) -> None:
+    vote_through(url, reader_name, pick)
+
+
+def test_dashboard_numbers_match_the_database(tmp_path, monkeypatch):
+    ts = build_test_study(tmp_path / "s", n_cases=6, accounts={"r1": "reader", "r2": "reader", "res": "researcher"})
+    for k, v in ts.env.items():
+        monkeypatch.setenv(k, v)
+    _vote_everything(ts.url, "r1", lambda v: 1)
+    _vote_everything(ts.url, "r2", lambda v: 1 + v.index % v.n_slots)
+    with connect(ts.url).begin() as s:
+        tidy = tidy_votes(s, ts.study_id)
+    expected = tidy.groupby(["reader", "chosen_method"]).size()
+    at = signed_in(ts, "res")
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Answered"] == str(int(tidy["chosen_method"].notna().sum())) == "12"
+    assert metrics["Readers"] == "2"
+    counts = at.table[0].value
+    for (reader, method), n in expected.items():
+        assert int(counts.loc[reader, method]) == int(n)
+    assert int(counts.loc["overall"].sum()) == 12
+    # filtering by label changes the numbers the same way
+    at.multiselect(key="dash_labels").set_value(["covid"]).run()
+    covid = tidy[tidy["label"] == "covid"]
+    assert {m.label: m.value for m in at.metric}["Answered"] == str(int(covid["chosen_method"].notna().sum()))
+    assert at.download_button(key="dash_csv") is not None
+
+
+def _page(page: str, user: tuple[int, str, str] | None):
+    from streamlit.testing.v1 import AppTest
+
+    def script(page_name: str, who):
+        import streamlit as st
+
+        from app import auth
+        from app.app_pages import admin, dashboard, demo, vote
+
+        if who is not None:
+            st.session_state[auth.USER_KEY] = auth.User(id=who[0], name=who[1], role=who[2], sitting_id=0)
+        {"dashboard": dashboard.render, "vote": vote.render, "studies": admin.render_studies,
+         "readers": admin.render_readers, "export": admin.render_export, "demo": demo.render}[page_name]()
+
+    return AppTest.from_function(script, args=(page, user), default_timeout=60)
+
+
+@pytest.mark.parametrize("page,role", [("dashboard", "reader"), ("vote", "researcher"), ("studies", "reader"),
+                                       ("readers", "researcher"), ("export", "reader"), ("dashboard", None)])
+def test_pages_refuse_other_roles(study_env, page, role):
+    at = _page(page, None if role is None else (1, "x", role)).run()
+    assert not at.exception
+    shown = _texts(at)
+    assert "not available for your role" in shown or "Please sign in first" in shown
+    assert not at.table and not at.metric and not [b for b in at.button if (b.key or "").startswith("choose_")]
+
+
+def test_admin_adds_a_reader_and_sees_the_code_once(study_env):
+    at = signed_in(study_env, "admin-1")
+    assert at.title[0].value == "Studies"
+    at = _page("readers", (3, "admin-1", "admin")).run()
+    at.text_input(key="adm_reader_name").input("new reader")
+    at.form_submit_button[0].click().run()
+    shown = _texts(at)
+    assert "Access code for **new reader**" in shown
+    code = at.code[0].value
+    from study.accounts import authenticate
+
+    with connect(study_env.url).begin() as s:
+        assert authenticate(s, code).name == "new reader"
+    at.button(key="adm_code_ok").click().run()
+    assert not at.code
+
+
+def _png(arr: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name,data,expect", [
+    ("broken.png", b"\x89PNG\r\n\x1a\nthis is not really a png", "broken.png"),
+    ("empty.png", b"", "empty"),
+    ("notes.txt", b"hello, these are notes", "notes.txt"),
+])
+def test_demo_page_reports_bad_uploads_and_stays_up(study_env, tmp_path, monkeypatch, name, data, expect):
+    from tests.e2e.harness import export_test_weights
+
+    weights = export_test_weights(tmp_path / "w", lung=False)
+    monkeypatch.setenv("R2C_WEIGHTS", str(weights))
+    at = _page("demo", None).run()
+    at.file_uploader(key="demo_upload").set_value((name, data, "application/octet-stream")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and expect in at.error[0].value.lower()
+    assert not at.image
+    # the app stays up: a good 16-bit image right after works
+    good = _png((np.linspace(0, 65535, 64 * 80).reshape(64, 80)).astype(np.uint16))
+    at.file_uploader(key="demo_upload").set_value(("ok16.png", good, "image/png")).run()
+    assert not at.exception and not at.error
+    captions = [c for im in at.image for c in im.captions]
+    assert captions == ["Original", "Restored (op-q1, 3 passes)"]
+    assert any(m.label == "COVID-19 probability" for m in at.metric)
+
+
+def test_demo_page_without_weights_says_so(study_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("R2C_WEIGHTS", str(tmp_path / "none"))
+    at = _page("demo", None).run()
+    assert not at.exception
+    assert "No restoration weights" in _texts(at)
+
+
+def test_admin_builds_a_study_and_closes_it(study_env):
+    at = _page("studies", (3, "admin-1", "admin")).run()
+    assert not at.exception
+    at.text_input(key="adm_name").input("Built in the app")
+    at.selectbox(key="adm_renderer").set_value("synthetic")
+    at.number_input(key="adm_n").set_value(2)
+    at.number_input(key="adm_practice").set_value(0)
+    at.multiselect(key="adm_methods").set_value(["original", "cnn-x1", "op-q3-x3"])
+    at.form_submit_button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Built in the app" in at.success[0].value and "opened" in at.success[0].value
+    from app import queries
+
+    with connect(study_env.url).begin() as s:
+        row = queries.studies(s).set_index("name").loc["Built in the app"]
+    assert (row["cases"], row["methods"], row["status"], row["readers"]) == (2, 3, "open", 1)
+    at.selectbox(key="adm_study").set_value(int(row["id"]))
+    at.button(key="adm_close").click().run()
+    with connect(study_env.url).begin() as s:
+        assert queries.studies(s).set_index("name").loc["Built in the app", "status"] == "closed"
+
+
+def test_admin_export_gives_a_zip(study_env):
+    import zipfile
+
+    _vote_everything(study_env.url, "reader-1", lambda v: 2)
+    at = _page("export", (3, "admin-1", "admin")).run()
+    at.button(key="exp_go").click().run()
+    assert not at.exception and not at.error
+    from app.app_pages.admin import export_zip
+
+    data, names = export_zip(connect(study_env.url), study_env.study_id, None)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert set(zf.namelist()) == set(names)
+        votes = [n for n in names if n.endswith("_votes.csv")]
+        assert votes and zf.read(votes[0]).count(b"\n") == 1 + 4

@@ -1,0 +1,153 @@
+"""End to end in headless Chromium: a reader votes through a study with mouse and keyboard, reloads and resumes;
+the researcher's dashboard shows the database's counts; the demo page restores a real X-ray and reports a
+corrupt upload; the voting page's HTML never names a method or model. Screenshots go to screenshots/."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from r2c_core.models import list_models
+from study.db import connect
+from study.export import tidy_votes
+from study.render import DEFAULT_METHODS
+from tests.e2e.harness import sign_in, vote_through, wait_app_idle
+
+pytestmark = pytest.mark.e2e
+
+FORBIDDEN = sorted(set(DEFAULT_METHODS) | set(list_models()) | {"op-q", "compact"})
+
+
+def assert_blinded(html: str) -> None:
+    low = html.lower()
+    found = [name for name in FORBIDDEN if name.lower() in low]
+    assert not found, f"voting page HTML names {found}"
+
+
+def wait_for_text(page, pattern: str) -> None:
+    page.get_by_text(re.compile(pattern)).first.wait_for()
+
+
+def test_reader_votes_with_mouse_and_keyboard_then_resumes(page, app_url, e2e_study, shots):
+    page.goto(app_url)
+    wait_app_idle(page)
+    page.screenshot(path=str(shots / "e2e-sign-in.png"))
+    sign_in(page, e2e_study.codes["reader-1"])
+    wait_for_text(page, r"Practice 1 of 1")
+    assert_blinded(page.content())
+    page.get_by_role("button", name="Choose 2").click()  # mouse
+    wait_for_text(page, r"Query 1 of 4")
+    wait_app_idle(page)
+    assert_blinded(page.content())
+    page.screenshot(path=str(shots / "e2e-vote.png"))
+    page.keyboard.press("3")  # keyboard
+    wait_for_text(page, r"Query 2 of 4")
+    wait_app_idle(page)
+    page.keyboard.press("u")  # undo the last vote
+    wait_for_text(page, r"Query 1 of 4")
+    wait_app_idle(page)
+    page.keyboard.press("4")
+    wait_for_text(page, r"Query 2 of 4")
+    wait_app_idle(page)
+    assert_blinded(page.content())
+    # reload mid-study: sign in again, resume at the first unanswered query
+    page.reload()
+    wait_app_idle(page)
+    sign_in(page, e2e_study.codes["reader-1"])
+    wait_for_text(page, r"Query 2 of 4")
+    for key in ("1", "5", "2"):
+        wait_app_idle(page)
+        page.keyboard.press(key)
+    wait_for_text(page, r"All done")
+    page.screenshot(path=str(shots / "e2e-vote-done.png"))
+    with connect(e2e_study.url).begin() as s:
+        tidy = tidy_votes(s, e2e_study.study_id)
+    mine = tidy[(tidy["reader"] == "reader-1")]
+    assert list(mine["chosen_slot"]) == [4, 1, 5, 2]
+
+
+def test_enlarge_and_synchronized_zoom(page, app_url, e2e_study, shots):
+    page.goto(app_url)
+    wait_app_idle(page)
+    sign_in(page, e2e_study.codes["reader-3"])
+    wait_for_text(page, r"Practice 1 of 1")
+    wait_app_idle(page)
+    imgs = page.locator('.st-key-r2c-grid [data-testid="stImage"] img')
+    assert imgs.count() == 5
+    box = imgs.nth(1).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function("() => document.querySelectorAll('.st-key-r2c-grid img[style*=\"scale(\"]').length === 5")
+    transforms = {imgs.nth(i).evaluate("e => e.style.transform") for i in range(5)}
+    assert len(transforms) == 1 and "scale(1)" not in transforms.pop()
+    page.mouse.dblclick(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)
+    assert imgs.nth(0).evaluate("e => e.style.transform").endswith("scale(1)")
+    cap = page.get_by_text("Image 3", exact=True).bounding_box()
+    page.mouse.click(cap["x"] + cap["width"] / 2, cap["y"] - 30)
+    page.locator("#r2c-lightbox").wait_for()
+    assert "Image 3 of 5" in page.locator("#r2c-lightbox").inner_text()
+    page.keyboard.press("ArrowRight")
+    assert "Image 4 of 5" in page.locator("#r2c-lightbox").inner_text()
+    page.screenshot(path=str(shots / "e2e-enlarged.png"))
+    assert_blinded(page.content())
+    page.keyboard.press("Escape")
+    page.locator("#r2c-lightbox").wait_for(state="detached")
+
+
+def test_researcher_dashboard_matches_the_database(page, app_url, e2e_study, shots):
+    vote_through(e2e_study.url, "reader-2", lambda view: 1 + view.index % view.n_slots)
+    with connect(e2e_study.url).begin() as s:
+        tidy = tidy_votes(s, e2e_study.study_id)
+    answered = int(tidy["chosen_method"].notna().sum())
+    assert answered >= 4
+    page.goto(app_url)
+    wait_app_idle(page)
+    sign_in(page, e2e_study.codes["researcher-1"])
+    wait_for_text(page, r"Researcher dashboard")
+    wait_app_idle(page)
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Answered")
+    assert metric.locator('[data-testid="stMetricValue"]').inner_text().strip() == str(answered)
+    table = page.locator('[data-testid="stTable"]').first
+    text = table.inner_text()
+    counts = tidy.dropna(subset=["chosen_method"]).groupby(["reader", "chosen_method"]).size()
+    for (reader, method), n in counts.items():
+        row = table.locator("tr").filter(has_text=reader).first.inner_text()
+        assert method in text and str(n) in row
+    page.screenshot(path=str(shots / "e2e-dashboard.png"), full_page=True)
+
+
+def test_demo_restores_a_real_xray_and_reports_a_corrupt_file(page, app_url, cxr_dir, cxr_manifest, shots):
+    mhh = cxr_manifest[cxr_manifest["source"] == "mhh"].iloc[0]
+    page.goto(f"{app_url}/demo")
+    wait_app_idle(page)
+    page.get_by_text("Demo: restore and segment").wait_for()
+    upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    upload.set_input_files(str(cxr_dir / mhh["file"]))
+    page.get_by_text("COVID-19 probability").wait_for(timeout=120_000)
+    wait_app_idle(page)
+    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+    assert captions == ["Original", "Restored (op-q1, 3 passes)"]
+    page.screenshot(path=str(shots / "e2e-demo.png"), full_page=True)
+    upload.set_input_files(files=[{"name": "corrupt.png", "mimeType": "image/png",
+                                   "buffer": b"\x89PNG\r\n\x1a\n-- truncated --"}])
+    page.locator('[data-testid="stAlertContentError"]').wait_for()
+    assert "corrupt.png" in page.locator('[data-testid="stAlertContentError"]').inner_text()
+    page.screenshot(path=str(shots / "e2e-demo-error.png"))
+    # the app is still up and works
+    upload.set_input_files(str(cxr_dir / mhh["file"]))
+    page.get_by_text("COVID-19 probability").wait_for(timeout=120_000)
+
+
+def test_admin_pages_render(page, app_url, e2e_study, shots):
+    page.goto(app_url)
+    wait_app_idle(page)
+    sign_in(page, e2e_study.codes["admin-1"])
+    page.get_by_role("heading", name="Studies").wait_for()
+    wait_app_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "e2e-admin-studies.png"), full_page=True)
+    page.get_by_role("link", name="Readers").click()
+    page.get_by_role("heading", name="Readers").wait_for()
+    wait_app_idle(page)
+    page.screenshot(path=str(shots / "e2e-admin-readers.png"), full_page=True)
