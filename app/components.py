@@ -212,7 +212,7 @@ def prefetch_images(images: Sequence[bytes]) -> None:
 
 def image_pair(left: np.ndarray, right: np.ndarray, captions: tuple[str, str]) -> None:
     """Two images side by side at the same width (lossless PNG)."""
-    from .demo_pipeline import display_png
+    from r2c_core.demo import display_png
 
     a, b = st.columns(2, gap="medium")
     a.image(display_png(left), caption=captions[0], width="stretch", output_format="PNG")

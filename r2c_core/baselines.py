@@ -57,6 +57,7 @@ from .imageio import png_bytes, to_gray_uint8
 from .inference import NORMALISATION, pick_device, to_model_tensor
 from .metrics import nan_to_none, point_metrics
 from .models import CLASS_NAMES
+from .runio import open_step_log, read_json_object
 from .training.config import LOAD_RATIO, _build, _merge
 from .training.loader import DomainCache, decode_resized, seeded_generator, to_input
 from .training.schedule import linear_decay_lr
@@ -160,17 +161,7 @@ def baseline_config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, A
 
 def load_baseline_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> BaselineConfig:
     """Config from a JSON file (``None`` = defaults) with ``key=value`` overrides; unknown keys are an error."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise R2CError(f"config file not found: {p}")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise R2CError(f"{p}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise R2CError(f"{p}: expected a JSON object")
+    data = read_json_object(path) if path is not None else {}
     return baseline_config_from_dict(data, overrides)
 
 
@@ -378,16 +369,7 @@ class BaselineTrainer:
             self.save_state()
 
     def _open_log(self) -> Any:
-        path = self.out / "train_log.csv"
-        keep: list[dict[str, str]] = []
-        if path.is_file() and self.step > 0:
-            with open(path, newline="") as fh:
-                keep = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) < self.step]
-        fh = open(path, "w", newline="")
-        w = csv.DictWriter(fh, fieldnames=list(LOG_COLUMNS))
-        w.writeheader()
-        w.writerows(keep)
-        return fh
+        return open_step_log(self.out / "train_log.csv", LOG_COLUMNS, self.step)
 
     # ----------------------------------------------------------------------------- validate / select / export
     @torch.no_grad()

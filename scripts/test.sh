@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_system.sh
 bash scripts/setup_venv.sh
-export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-}
+# OpenMP threads that spin while waiting make torch 10x slower on a busy 2-core machine
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 exec .venv/bin/python -m pytest "$@"

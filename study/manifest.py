@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -106,3 +107,40 @@ def select_cases(
     if len(counts) > 1 and max(counts.values()) - min(counts.values()) > 1:
         log.warning("label balance not possible with this split: %s", counts)
     return out
+
+
+#: Images the study builder can read (it decodes with Pillow; DICOM is for the demo page only).
+FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
+
+
+def folder_manifest(folder: str | Path, out_csv: Path, default_label: str = "covid") -> tuple[Path, int]:
+    """Write a manifest of every image directly in ``folder`` or in its ``covid`` / ``control`` subfolders.
+
+    Images in a subfolder named after a label get that label; the others get ``default_label``. File paths
+    are absolute, the split is ``all`` and the source the folder's name. Returns the CSV path and the count."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise ManifestError(f"{root}: not a folder")
+    if default_label not in LABELS:
+        raise ManifestError(f"unknown label {default_label!r} (expected {' or '.join(LABELS)})")
+    files = [(f, default_label) for f in sorted(root.iterdir()) if f.is_file() and f.suffix.lower() in FOLDER_SUFFIXES]
+    for label in LABELS:
+        sub = root / label
+        if sub.is_dir():
+            files += [(f, label) for f in sorted(sub.iterdir()) if f.is_file() and f.suffix.lower() in FOLDER_SUFFIXES]
+    if not files:
+        raise ManifestError(f"{root}: no images ({', '.join(FOLDER_SUFFIXES)}) in the folder or its covid/control subfolders")
+    rows, seen = [], set()
+    for f, label in files:
+        key = slug(str(f.resolve().relative_to(root.resolve()).with_suffix("")))
+        while key in seen:
+            key += "_"
+        seen.add(key)
+        rows.append({"id": key, "file": str(f.resolve()), "label": label, "split": "all", "source": slug(root.name)})
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out_csv, index=False)
+    return out_csv, len(rows)

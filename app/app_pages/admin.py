@@ -19,7 +19,10 @@ from study.errors import StudyError
 from study.export import export_study
 from study.models import ALLOCATIONS, READER_ROLES, STUDY_KINDS
 
-from .. import components, queries, services, study_admin
+from study import overview as study_overview
+from study.manifest import folder_manifest, slug
+
+from .. import components, services, study_admin
 from ..auth import require_role
 
 NEW_CODE = "r2c_admin_new_code"
@@ -85,8 +88,8 @@ def _spec_form(cfg) -> tuple[StudySpec, str] | None:
         if not folder.strip():
             st.error("Enter the folder of images.")
             return None
-        out = cfg.assets.parent / "manifests" / f"{study_admin._slug(name or 'study')}.csv"
-        manifest, n_found = study_admin.folder_manifest(folder.strip(), out, default_label)
+        out = cfg.assets.parent / "manifests" / f"{slug(name or 'study')}.csv"
+        manifest, n_found = folder_manifest(folder.strip(), out, default_label)
         split_v = None
         n_cases = min(int(n_cases), n_found - int(practice)) if n_found > int(practice) else n_found
     else:
@@ -105,7 +108,7 @@ def render_studies() -> None:
     if msg := st.session_state.pop("adm_msg", None):
         st.success(msg)
     with services.factory().begin() as session:
-        overview = queries.studies(session)
+        overview = study_overview.studies(session)
     if overview.empty:
         st.info("No studies yet.")
     else:
@@ -150,7 +153,7 @@ def render_readers() -> None:
     components.research_notice()
     _show_new_code()
     with services.factory().begin() as session:
-        table = queries.readers(session)
+        table = study_overview.readers(session)
     st.dataframe(table, hide_index=True, width="stretch", key="adm_readers")
     with st.form("adm_add_reader", clear_on_submit=True):
         st.subheader("Add an account")
@@ -207,7 +210,7 @@ def render_export() -> None:
     components.research_notice()
     factory = services.factory()
     with factory.begin() as session:
-        overview = queries.studies(session)
+        overview = study_overview.studies(session)
     if overview.empty:
         st.info("No studies yet.")
         return

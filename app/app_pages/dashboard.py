@@ -12,7 +12,9 @@ import streamlit as st
 from study import stats
 from study.export import tidy_votes
 
-from .. import charts, components, queries, services
+from study import overview as study_overview
+
+from .. import charts, components, services
 from ..auth import require_role
 
 LABEL_TEXT = {"covid": "COVID-19", "control": "Control"}
@@ -99,7 +101,7 @@ def render() -> None:
     components.research_notice()
     factory = services.factory()
     with factory.begin() as session:
-        overview = queries.studies(session)
+        overview = study_overview.studies(session)
     if overview.empty:
         st.info("No studies yet. An administrator can build one on the Studies page.")
         return
@@ -107,7 +109,7 @@ def render() -> None:
     study_id = st.selectbox("Study", list(names), format_func=names.get, key="dash_study")
     with factory.begin() as session:
         tidy = tidy_votes(session, int(study_id))
-        methods = queries.study_methods(session, int(study_id))
+        methods = study_overview.study_methods(session, int(study_id))
     row = overview[overview["id"] == study_id].iloc[0]
     st.caption(f"{row['kind']} study, {row['allocation']} allocation, status **{row['status']}**; "
                f"{row['cases']} cases, {row['readers']} readers")

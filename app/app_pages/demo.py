@@ -14,7 +14,7 @@ from r2c_core.errors import ImageLoadError, R2CError
 from r2c_core.imageio import read_xray
 
 from .. import components, services
-from ..demo_pipeline import DemoResult, run_demo
+from r2c_core.demo import DemoResult, run_demo
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,9 @@ from study import voting
 from study.errors import StudyError
 from study.voting import Progress, QueryView
 
-from .. import components, queries, services
+from study import overview as study_overview
+
+from .. import components, services
 from ..auth import User, require_role
 
 STATE = "r2c_vote"
@@ -96,7 +98,7 @@ def _prefetch(user: User, state: VoteState) -> None:
     assert view is not None
     try:
         with services.factory().begin() as session:
-            token = queries.upcoming_query_token(session, user.id, view.query_token)
+            token = study_overview.upcoming_query_token(session, user.id, view.query_token)
         if token is None:
             return
         state.upcoming = token

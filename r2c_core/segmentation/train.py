@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..runio import read_json_object
 from ..checkpoints import load_checkpoint, load_state_into, read_config, save_checkpoint
 from ..errors import CheckpointError, R2CError
 from ..paths import REPO_ROOT, manifest_path
@@ -67,16 +68,7 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """A training config JSON merged over :data:`DEFAULTS`."""
-    p = Path(path)
-    if not p.is_file():
-        raise R2CError(f"{p}: config file not found")
-    try:
-        cfg = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise R2CError(f"{p}: not valid JSON ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise R2CError(f"{p}: expected a JSON object")
-    return merge(DEFAULTS, cfg)
+    return merge(DEFAULTS, read_json_object(path))
 
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, bce_w: float = 1.0, dice_w: float = 1.0) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 from ..errors import R2CError
 from ..losses import LossConfig
 from ..models import get_spec
+from ..runio import read_json_object
 
 #: the reference resizes to 286 then crops 256; reduced-size runs keep that ratio
 LOAD_RATIO = 286 / 256
@@ -192,14 +193,5 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
     """Config from a JSON file (``None`` = defaults) with overrides; keys starting with ``_`` are comments."""
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise R2CError(f"config file not found: {p}")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise R2CError(f"{p}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise R2CError(f"{p}: expected a JSON object")
-        data = {k: v for k, v in data.items() if not k.startswith("_")}
+        data = {k: v for k, v in read_json_object(path).items() if not k.startswith("_")}
     return config_from_dict(data, overrides)

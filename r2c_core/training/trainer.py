@@ -50,6 +50,7 @@ from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint
 from ..data import SPLIT_FILE, domain_frame, load_manifest, load_split, split_info
 from ..errors import CheckpointError, R2CError
 from ..inference import export_generator, pick_device
+from ..runio import open_step_log
 from ..losses import discriminator_losses, generator_losses, r2c_forward
 from ..metrics import nan_to_none, point_metrics
 from ..models import R2CGAN
@@ -322,16 +323,7 @@ class Trainer:
             self.export()
 
     def _open_log(self) -> Any:
-        path = self.out / "train_log.csv"
-        keep: list[dict[str, str]] = []
-        if path.is_file() and self.step > 0:
-            with open(path, newline="") as fh:
-                keep = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) < self.step]
-        fh = open(path, "w", newline="")
-        w = csv.DictWriter(fh, fieldnames=list(LOG_COLUMNS))
-        w.writeheader()
-        w.writerows(keep)
-        return fh
+        return open_step_log(self.out / "train_log.csv", LOG_COLUMNS, self.step)
 
     # ---------------------------------------------------------------------------------- validate / export
     @torch.no_grad()

@@ -265,7 +265,7 @@ def test_admin_builds_a_study_and_closes_it(study_env):
     at.form_submit_button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "Built in the app" in at.success[0].value and "opened" in at.success[0].value
-    from app import queries
+    from study import overview as queries
 
     with connect(study_env.url).begin() as s:
         row = queries.studies(s).set_index("name").loc["Built in the app"]

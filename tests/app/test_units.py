@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from app import charts, demo_db, study_admin
+from study.manifest import folder_manifest
 from app.app_pages.dashboard import count_table, ratio_table
 from app.settings import AppSettings
 from study import stats
@@ -41,7 +42,7 @@ def test_demo_database_is_created_once_with_working_aliases(tmp_path):
         assert authenticate(s, demo_db.resolve_alias(s, "demo-nobody")) is None
     again = demo_db.ensure_demo_database(cfg)
     assert again.is_demo and not again.created
-    from app import queries
+    from study import overview as queries
 
     with factory.begin() as s:
         studies = queries.studies(s)
@@ -58,7 +59,7 @@ def test_demo_aliases_never_work_in_other_databases(tmp_path):
     with connect(ts.url).begin() as s:
         assert demo_db.resolve_alias(s, "demo-admin") == "demo-admin"
         assert authenticate(s, demo_db.resolve_alias(s, "demo-admin")) is None
-        from app import queries
+        from study import overview as queries
 
         assert not any(n.startswith("demo-") for n in queries.readers(s)["name"])
 
@@ -90,15 +91,15 @@ def test_folder_manifest_labels_from_subfolders(tmp_path):
             (folder / rel).write_text("x")
         else:
             Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / rel)
-    path, n = study_admin.folder_manifest(folder, tmp_path / "m.csv", default_label="control")
+    path, n = folder_manifest(folder, tmp_path / "m.csv", default_label="control")
     df = pd.read_csv(path)
     assert n == 4 and sorted(df["label"]) == ["control", "control", "control", "covid"]
     assert df.set_index("id").loc["covid_b", "label"] == "covid" and df["id"].is_unique
     assert all(Path(f).is_absolute() and Path(f).is_file() for f in df["file"])
     with pytest.raises(ManifestError):
-        study_admin.folder_manifest(tmp_path / "missing", tmp_path / "x.csv")
+        folder_manifest(tmp_path / "missing", tmp_path / "x.csv")
     with pytest.raises(ManifestError):
-        study_admin.folder_manifest(folder / "covid", tmp_path / "y.csv", default_label="unknown")
+        folder_manifest(folder / "covid", tmp_path / "y.csv", default_label="unknown")
 
 
 def test_study_from_a_folder_of_images(tmp_path):
@@ -110,13 +111,13 @@ def test_study_from_a_folder_of_images(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(5):
         Image.fromarray(rng.integers(0, 255, (40, 48), dtype=np.uint8)).save(folder / f"x{i}.png")
-    manifest, n = study_admin.folder_manifest(folder, tmp_path / "m.csv")
+    manifest, n = folder_manifest(folder, tmp_path / "m.csv")
     ts = build_test_study(tmp_path / "s", n_cases=1, n_practice=0)
     renderer, methods = study_admin.make_renderer("synthetic", "segmentation", tmp_path / "none")
     spec = StudySpec(name="folder study", manifest=manifest, kind="segmentation", methods=tuple(methods), split=None,
                      n_cases=n, seed=0)
     sid = study_admin.build(connect(ts.url), spec, renderer, Path(ts.env["R2C_ASSETS"]))
-    from app import queries
+    from study import overview as queries
 
     with connect(ts.url).begin() as s:
         row = queries.studies(s).set_index("id").loc[sid]
@@ -167,7 +168,7 @@ def test_charts_show_the_counts():
 def test_demo_pipeline_times_each_step(tmp_path):
     import torch
 
-    from app.demo_pipeline import run_demo
+    from r2c_core.demo import run_demo
     from r2c_core.inference import Restorer, export_generator
     from r2c_core.models import build_generator
 

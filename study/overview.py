@@ -1,5 +1,5 @@
-"""Read-only overviews the admin page and the dashboard list (studies, readers). Pages call these instead of
-querying the database themselves; everything else goes through :mod:`study`'s own functions."""
+"""Read-only overviews of a study database (studies, readers, a reader's upcoming query) for the app's admin page,
+dashboard and voting page, so that pages never query the database themselves."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from study.models import Case, Query, Reader, Study, Vote
+from .models import Case, Query, Reader, Study, Vote
 
 STUDY_COLUMNS = ["id", "name", "kind", "allocation", "status", "methods", "cases", "practice_cases", "readers",
                  "queries", "answered"]

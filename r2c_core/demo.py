@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from r2c_core.inference import Restorer
+from .inference import Restorer
 
 Progress = Callable[[str, float], None]
 

@@ -1,0 +1,40 @@
+"""Small shared pieces of every training run (R2C-GAN, baselines, lung U-Net): JSON config files and the
+per-step CSV log that a resumed run continues."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from .errors import R2CError
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON object from ``path``; one-line :class:`R2CError` if the file is missing, not JSON or not an object."""
+    p = Path(path)
+    if not p.is_file():
+        raise R2CError(f"config file not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise R2CError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise R2CError(f"{p}: expected a JSON object")
+    return data
+
+
+def open_step_log(path: str | Path, columns: Sequence[str], step: int) -> TextIO:
+    """Open a run's CSV log for writing from ``step`` on: rows of earlier steps (a resumed run) are kept, later
+    ones (written after the state being resumed was saved) are dropped, so the log never holds a step twice."""
+    path = Path(path)
+    keep: list[dict[str, str]] = []
+    if path.is_file() and step > 0:
+        with open(path, newline="") as fh:
+            keep = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) < step]
+    fh = open(path, "w", newline="")
+    w = csv.DictWriter(fh, fieldnames=list(columns))
+    w.writeheader()
+    w.writerows(keep)
+    return fh
