@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> dict:
     from r2c_core.inference import Restorer
     from r2c_core.paths import weights_root
     from r2c_core.segmentation import LungSegmenter
-    from app.demo_pipeline import display_png, run_demo
+    from r2c_core.demo import display_png, run_demo
 
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench-demo-"))
