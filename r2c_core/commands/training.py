@@ -6,8 +6,31 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from ..errors import ManifestError, R2CError
+
+
+def add_train_arguments(p: argparse.ArgumentParser, config_help: str, out_help: str) -> None:
+    """The options every ``train*`` command shares (config, overrides, max steps, out, resume, progress)."""
+    p.add_argument("--config", type=Path, default=None, help=config_help)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable), e.g. --set size=64")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total (smoke runs); the schedule is unchanged")
+    p.add_argument("--out", type=Path, default=None, help=out_help)
+    p.add_argument("--resume", type=Path, default=None, help="resume from a run folder or its state/ folder (its config is used; --set/--max-steps still apply)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+
+def add_classify_arguments(p: argparse.ArgumentParser, weights_help: str) -> None:
+    """The options every ``classify*`` command shares: which images, where the predictions go."""
+    p.add_argument("--weights", required=True, type=Path, help=weights_help)
+    p.add_argument("--manifest", required=True, type=Path, help="manifest CSV (image paths relative to its folder)")
+    p.add_argument("--split", default=None, help="only rows of this split (train/test from the manifest, val from the A/B split file)")
+    p.add_argument("--domain", choices=["A", "B"], default=None, help="only images of this quality domain (from the A/B split file)")
+    p.add_argument("--split-file", type=Path, default=None, help="A/B split file (default configs/splits/r2c-ab-split.csv)")
+    p.add_argument("--out", required=True, type=Path, help="predictions CSV: id,label,prob_covid,pred")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,23 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_make_split)
 
     p = sub.add_parser("train", help="train an R2C-GAN on the A/B split (resumable)")
-    p.add_argument("--config", type=Path, default=None, help="JSON training config (configs/r2c-*.json); fields not given keep their defaults")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable), e.g. --set size=64 --set loss.lambda_class=0")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total (smoke runs); the schedule is unchanged")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<model>)")
-    p.add_argument("--resume", type=Path, default=None, help="resume from a run folder or its state/ folder (its config is used; --set/--max-steps still apply)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_train_arguments(p, "JSON training config (configs/r2c-*.json); fields not given keep their defaults (--set loss.lambda_class=0 for the ablation)",
+                        "run folder (default runs/<model>)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("classify", help="classify the images of a manifest with a trained generator -> preds.csv")
-    p.add_argument("--weights", required=True, type=Path, help="generator folder (model.safetensors + config.json)")
-    p.add_argument("--manifest", required=True, type=Path, help="manifest CSV (image paths relative to its folder)")
-    p.add_argument("--split", default=None, help="only rows of this split (train/test from the manifest, val from the A/B split file)")
-    p.add_argument("--domain", choices=["A", "B"], default=None, help="only images of this quality domain (from the A/B split file)")
-    p.add_argument("--split-file", type=Path, default=None, help="A/B split file (default configs/splits/r2c-ab-split.csv)")
-    p.add_argument("--out", required=True, type=Path, help="predictions CSV: id,label,prob_covid,pred")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
+    add_classify_arguments(p, "generator folder (model.safetensors + config.json)")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("evaluate", help="metrics of a preds.csv as JSON: pooled, per source, with the metadata-only baseline")
@@ -76,14 +88,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
+def classify_manifest(args: argparse.Namespace, load: Callable[[], tuple[Callable[[list], Any], dict[str, Any]]]) -> int:
+    """Shared body of ``classify`` / ``classify-baseline``: check the manifest rows first, then ``load()`` the model
+    as ``(predict, info)`` with ``predict(list of gray uint8) -> (N, 2) probabilities``, classify in batches, write
+    ``id,label,prob_covid,pred`` and print a summary with ``info``."""
     import numpy as np
     import pandas as pd
     from tqdm import tqdm
 
     from ..data import SPLIT_FILE, check_images_exist, load_manifest, load_split, select_split
     from ..imageio import read_xray
-    from ..inference import Restorer
     from ..models import CLASS_NAMES
 
     if args.batch_size < 1:
@@ -95,18 +109,28 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if df.empty:
             raise ManifestError(f"no rows of domain {args.domain} in the selection")
     check_images_exist(df)
-    restorer = Restorer.from_dir(args.weights, device=args.device)
+    predict, info = load()
     probs: list[np.ndarray] = []
     paths = list(df["path"])
     for s in tqdm(range(0, len(paths), args.batch_size), desc="classify", unit="batch", file=sys.stderr, disable=len(paths) <= args.batch_size):
         grays = [read_xray(p) for p in paths[s : s + args.batch_size]]
-        probs.append(restorer.classify(grays, batch_size=args.batch_size)[:, CLASS_NAMES.index("covid")])
+        probs.append(np.asarray(predict(grays))[:, CLASS_NAMES.index("covid")])
     p = np.concatenate(probs)
     out = pd.DataFrame({"id": df["id"].to_numpy(), "label": df["label"].to_numpy(), "prob_covid": np.round(p, 6), "pred": np.where(p >= 0.5, "covid", "control")})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.out, index=False, lineterminator="\n")
-    print(json.dumps({"out": str(args.out), "n": len(out), "model": restorer.model_name, "version": restorer.config.get("version"), "predicted_covid": int((p >= 0.5).sum())}))
+    print(json.dumps({"out": str(args.out), "n": len(out), **info, "predicted_covid": int((p >= 0.5).sum())}))
     return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from ..inference import Restorer
+
+    def load() -> tuple[Callable[[list], Any], dict[str, Any]]:
+        r = Restorer.from_dir(args.weights, device=args.device)
+        return (lambda grays: r.classify(grays, batch_size=args.batch_size)), {"model": r.model_name, "version": r.config.get("version")}
+
+    return classify_manifest(args, load)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
