@@ -14,13 +14,12 @@ import streamlit as st
 
 from r2c_core.errors import R2CError
 from study import accounts, builder
+from study import overview as study_overview
 from study.builder import StudySpec
 from study.errors import StudyError
 from study.export import export_study
-from study.models import ALLOCATIONS, READER_ROLES, STUDY_KINDS
-
-from study import overview as study_overview
 from study.manifest import folder_manifest, slug
+from study.models import ALLOCATIONS, READER_ROLES, STUDY_KINDS
 
 from .. import components, services, study_admin
 from ..auth import require_role

@@ -9,10 +9,9 @@ import math
 import pandas as pd
 import streamlit as st
 
+from study import overview as study_overview
 from study import stats
 from study.export import tidy_votes
-
-from study import overview as study_overview
 
 from .. import charts, components, services
 from ..auth import require_role

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from study import overview as study_overview
 from study import voting
 from study.errors import StudyError
 from study.voting import Progress, QueryView
-
-from study import overview as study_overview
 
 from .. import components, services
 from ..auth import User, require_role
