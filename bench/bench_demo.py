@@ -1,5 +1,5 @@
 """Where the demo page's time goes: restore (k passes) + lung segmentation of the original and the restored image
-for one X-ray, step by step, with the app's own code path (:func:`app.demo_pipeline.run_demo`).
+for one X-ray, step by step, with the app's own code path (:func:`r2c_core.demo.run_demo`).
 
     python bench/bench_demo.py                       # op-q3, 3 passes, a 512-px Hannover X-ray, 2 threads
     python bench/bench_demo.py --model cnn --passes 1 --repeats 10 --json out/bench_demo.json
@@ -10,7 +10,7 @@ Steps: ``read`` (decode the file), ``restore`` (whole Restorer.restore call; spl
 ``restore.generator`` (all passes) and ``restore.to_image``), ``segment`` (U-Net on both images as one batch;
 split into ``segment.network`` (resize, normalise, forward, logits back to input size) and ``segment.postprocess``),
 ``overlay`` (contours drawn on both) and ``encode`` (the two RGB PNGs the page sends to the browser,
-:func:`app.demo_pipeline.display_png`).
+:func:`r2c_core.demo.display_png`).
 """
 
 from __future__ import annotations
