@@ -43,7 +43,8 @@ DEMO = PageSpec(demo.render, "Demo", "demo", ":material/image:")
 
 PAGES_BY_ROLE: dict[str | None, list[PageSpec]] = {
     None: [SIGN_IN, DEMO],
-    "reader": [VOTE, DEMO],
+    # no demo page for readers: running the study's models on named images would unblind them
+    "reader": [VOTE],
     "researcher": [DASHBOARD, DEMO],
     "admin": [STUDIES, READERS, EXPORT, DASHBOARD, DEMO],
 }

@@ -245,8 +245,11 @@ def renditions_complete(session: Session, study: Study) -> bool:
 # -- 3. assign -----------------------------------------------------------------------------------------------
 
 
-def _reader_rng(seed: int, reader_name: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed), zlib.crc32(reader_name.encode("utf-8"))])
+def _reader_rng(seed: int, reader_name: str, secret: str) -> np.random.Generator:
+    """A reader's order generator: the study seed and the reader, plus the study's secret key (random, stored in the
+    database, never shown to anyone), so that nobody can recompute a reader's slot orders from the code, their
+    name and the (often default) seed; the orders stay fixed for that study in the database."""
+    return np.random.default_rng([int(seed), zlib.crc32(reader_name.encode("utf-8")), int(secret[:16], 16), int(secret[16:32], 16)])
 
 
 def _deal(cases: list[Case], n_readers: int, rng: np.random.Generator) -> list[list[Case]]:
@@ -313,7 +316,7 @@ def _plan_one(study: Study, reader: Reader, cases: list[Case], practice: list[Ca
               rends: dict[int, list[Rendition]]) -> list[_Planned]:
     """A reader's sequence: practice first, then their cases in a seeded order with repeats inserted."""
     settings = study.settings
-    rng = _reader_rng(settings["seed"], reader.name)
+    rng = _reader_rng(settings["seed"], reader.name, study.token_key)
     order = [cases[int(i)] for i in rng.permutation(len(cases))]
     n_practice = int(settings.get("n_practice", 0))
     if settings.get("practice_from") == "repeat":

@@ -10,11 +10,12 @@ import logging
 import pandas as pd
 import streamlit as st
 
+from r2c_core.demo import DemoResult, run_demo
 from r2c_core.errors import ImageLoadError, R2CError
 from r2c_core.imageio import read_xray
 
 from .. import components, services
-from r2c_core.demo import DemoResult, run_demo
+from ..auth import current_user
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,10 @@ def _pick_from_data() -> tuple[bytes, str] | None:
 
 
 def _input() -> tuple[bytes, str] | None:
-    has_data = services.settings().has_data
-    options = ["Upload a file"] + (["Pick from the data folder"] if has_data else [])
+    # the data folder (named study images) only for researchers and admins: readers must not restore study cases
+    user = current_user()
+    can_pick = services.settings().has_data and user is not None and user.role in ("researcher", "admin")
+    options = ["Upload a file"] + (["Pick from the data folder"] if can_pick else [])
     how = st.radio("Image", options, horizontal=True, key="demo_source", label_visibility="collapsed")
     if how == "Upload a file":
         up = st.file_uploader(f"Chest X-ray ({UPLOAD_TYPES_HELP})", key="demo_upload", max_upload_size=MAX_UPLOAD_MB)

@@ -20,7 +20,7 @@ from study.errors import StudyError
 from study.voting import Progress, QueryView
 
 from .. import components, services
-from ..auth import User, require_role
+from ..auth import User, require_role, sign_out
 
 STATE = "r2c_vote"
 CONFIDENCE, COMMENT = "vote_confidence", "vote_comment"
@@ -45,6 +45,8 @@ class VoteState:
     upcoming: str | None = None
     message: str = ""
     loaded: bool = False
+    #: why the database refused to serve this reader (then nothing else is shown)
+    refused: str = ""
 
 
 def _state() -> VoteState:
@@ -62,9 +64,15 @@ def _show(state: VoteState, view: QueryView | None, progress: Progress) -> None:
 
 
 def _refresh(user: User, state: VoteState) -> None:
-    with services.factory().begin() as session:
-        view = voting.next_query(session, user.id, sitting_id=user.sitting_id)
-        progress = voting.progress(session, user.id)
+    """Load the reader's current query. If the database refuses (account disabled, sitting no longer valid, study
+    closed), remember why: the voting area then shows it and asks the reader to sign in again."""
+    try:
+        with services.factory().begin() as session:
+            view = voting.next_query(session, user.id, sitting_id=user.sitting_id)
+            progress = voting.progress(session, user.id)
+    except StudyError as exc:
+        state.refused = str(exc)
+        return
     _show(state, view, progress)
 
 
@@ -154,6 +162,10 @@ def voting_area() -> None:
     user, state = require_role("reader"), _state()
     if not state.loaded:
         _refresh(user, state)
+    if state.refused:
+        st.error(f"{state.refused} Please sign in again.")
+        sign_out()
+        return
     if state.message:
         st.toast(state.message)
         state.message = ""

@@ -63,6 +63,9 @@ def test_order_differs_across_readers_and_is_stable(factory: Any, make_study: An
                 tokens[name].add(q.token)
     assert any(orders["a"][c] != orders["b"][c] for c in orders["a"])
     assert not tokens["a"] & tokens["b"]
+    for name in orders:  # within one reader every method moves around: no fixed layout across queries
+        for m in DEFAULT_METHODS:
+            assert len({order.index(m) for order in orders[name].values()}) > 1, (name, m)
     rid = built.readers["a"]
     with factory.begin() as s:
         first = next_query(s, rid)
@@ -107,3 +110,22 @@ def test_repeat_read_is_not_flagged_to_the_reader(factory: Any, make_study: Any)
             submit_vote(s, rid, view.query_token, 1)
     assert len(views) == 6 and [v.index for v in views] == list(range(1, 7))
     assert len({v.query_token for v in views}) == 6
+
+
+def test_slot_orders_depend_on_the_study_secret_not_only_on_public_settings(factory: Any, make_study: Any) -> None:
+    """Two studies with the same seed, cases and reader names still get different orders (the study's secret key
+    seeds them too), so nobody can recompute a reader's layout from the code, the name and the default seed."""
+    a = make_study(factory, readers=("r",), n_cases=8, name="first")
+    with factory.begin() as s:
+        from study.models import Reader
+
+        s.get(Reader, a.readers["r"]).name = "r-old"  # free the name for a second study with the same reader name
+    b = make_study(factory, readers=("r",), n_cases=8, name="second")
+
+    def layouts(built: Any) -> list[list[str]]:
+        with factory.begin() as s:
+            qs = s.scalars(select(Query).where(Query.reader_id == built.readers["r"], Query.study_id == built.study_id)
+                           .order_by(Query.position))
+            return [query_slot_methods(s, q.id) for q in qs]
+
+    assert layouts(a) != layouts(b)

@@ -93,7 +93,6 @@ def test_locked_database_exits_nonzero_with_one_line(sqlite_url: str, tmp_path: 
 
 
 def test_simulate_then_stats(sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("study.simulate", reason="study.simulate (issue 10) not present")
     db = ["--db", sqlite_url]
     code, out, err = _run(capsys, "simulate", "--seed", "2", "--readers", "3", "--cases", "8",
                           "--assets", str(tmp_path / "a"), *db)
