@@ -7,6 +7,8 @@
 * ``R2C_DEVICE``  ``cpu``, ``cuda`` or ``auto`` (default: CUDA when present)
 * ``R2C_DEMO_DB`` ``1`` to create the demo contents in a *new* database at ``R2C_DB_URL`` (tests, screenshots);
   without it the demo database is created only at the default location.
+* ``R2C_PUBLIC_DEMO`` ``0`` to hide the demo page from visitors who are not signed in (do this for a real study:
+  a signed-out reader could otherwise restore images with the study's models); default ``1``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class AppSettings:
     device: str | None
     #: whether the demo database may be created (default location, or ``R2C_DEMO_DB=1``)
     demo_allowed: bool
+    #: whether visitors who are not signed in get the demo page (``R2C_PUBLIC_DEMO``, default on)
+    public_demo: bool = True
 
     @property
     def has_data(self) -> bool:
@@ -52,4 +56,5 @@ def load_settings() -> AppSettings:
         weights_root=weights_root(),
         device=None if device in (None, "auto") else device,
         demo_allowed=(not explicit_db) or _truthy(os.environ.get("R2C_DEMO_DB")),
+        public_demo=_truthy(os.environ.get("R2C_PUBLIC_DEMO", "1")),
     )

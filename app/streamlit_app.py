@@ -50,9 +50,13 @@ PAGES_BY_ROLE: dict[str | None, list[PageSpec]] = {
 }
 
 
-def pages_for(role: str | None) -> list[PageSpec]:
-    """The pages a role sees, the first being its start page. Unknown roles get the anonymous pages."""
-    return PAGES_BY_ROLE.get(role, PAGES_BY_ROLE[None])
+def pages_for(role: str | None, public_demo: bool = True) -> list[PageSpec]:
+    """The pages a role sees, the first being its start page. Unknown roles get the anonymous pages; without
+    ``public_demo`` (``R2C_PUBLIC_DEMO=0``) visitors who are not signed in get the sign-in page only."""
+    pages = PAGES_BY_ROLE.get(role, PAGES_BY_ROLE[None])
+    if role not in PAGES_BY_ROLE or role is None:
+        pages = [p for p in pages if public_demo or p is not DEMO]
+    return pages
 
 
 def _sidebar(user: auth.User | None) -> None:
@@ -79,7 +83,7 @@ def main() -> None:
                        initial_sidebar_state="collapsed" if user and user.role == "reader" else "auto")
     services.backend()  # creates the demo database on first start (when allowed)
     services.configure_process()
-    specs = pages_for(user.role if user else None)
+    specs = pages_for(user.role if user else None, services.settings().public_demo)
     pages = [st.Page(p.render, title=p.title, url_path=p.url_path, icon=p.icon, default=(i == 0))
              for i, p in enumerate(specs)]
     nav = st.navigation(pages)

@@ -29,6 +29,8 @@ def _titles(role):
 def test_pages_by_role():
     assert _titles(None) == ["Sign in", "Demo"]
     assert _titles("reader") == ["Vote"]  # no demo for readers: it would unblind them
+    assert [p.title for p in pages_for(None, public_demo=False)] == ["Sign in"]
+    assert [p.title for p in pages_for("researcher", public_demo=False)] == ["Dashboard", "Demo"]
     assert "Dashboard" not in _titles("reader") and "Vote" not in _titles("researcher")
     assert _titles("researcher")[0] == "Dashboard"
     assert set(_titles("admin")) >= {"Studies", "Readers", "Export", "Dashboard"}

@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 
 from app import charts, demo_db, study_admin
-from study.manifest import folder_manifest
 from app.app_pages.dashboard import count_table, ratio_table
 from app.settings import AppSettings
 from study import stats
 from study.accounts import authenticate
 from study.db import connect
 from study.errors import ManifestError
+from study.manifest import folder_manifest
 from study.simstudy import write_synthetic_manifest
 from study.simulate import SimReader, simulate_tidy
 from tests.e2e.harness import build_test_study
