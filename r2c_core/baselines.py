@@ -50,14 +50,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoints import load_checkpoint, load_state_into, read_config, save_checkpoint
+from .checkpoints import load_checkpoint, load_model, load_state_into, save_checkpoint
 from .data import SPLIT_FILE, file_sha256, label_index, load_manifest, load_split, split_info
 from .errors import CheckpointError, ManifestError, R2CError
 from .imageio import png_bytes, to_gray_uint8
 from .inference import NORMALISATION, pick_device, to_model_tensor
 from .metrics import nan_to_none, point_metrics
 from .models import CLASS_NAMES
-from .runio import open_step_log, read_json_object
+from .runio import open_step_log, read_json_object, resolve_state_dir, state_training_dict
 from .training.config import LOAD_RATIO, _build, _merge
 from .training.loader import DomainCache, decode_resized, seeded_generator, to_input
 from .training.schedule import linear_decay_lr
@@ -446,22 +446,9 @@ class BaselineTrainer:
         self.best = dict(cfg.get("best") or self.best)
 
 
-def resolve_state_dir(path: str | Path) -> Path:
-    """A run folder or its ``state`` sub-folder -> the state folder."""
-    p = Path(path)
-    if (p / "state" / "config.json").is_file():
-        return p / "state"
-    if not (p / "config.json").is_file():
-        raise CheckpointError(f"{p}: no training state here (expected {p}/state/config.json)")
-    return p
-
-
 def state_baseline_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> BaselineConfig:
     """The config stored in a baseline state folder, with overrides (e.g. a larger ``max_steps``)."""
-    cfg = read_config(resolve_state_dir(path))
-    if cfg.get("kind") != STATE_KIND or "training" not in cfg:
-        raise CheckpointError(f"{path}: not a baseline training state")
-    return baseline_config_from_dict(cfg["training"], overrides)
+    return baseline_config_from_dict(state_training_dict(path, STATE_KIND, "a baseline training state"), overrides)
 
 
 def train_baseline(cfg: BaselineConfig, out_dir: str | Path, *, resume: str | Path | None = None,
@@ -489,16 +476,7 @@ class BaselineClassifier:
 
     @classmethod
     def from_dir(cls, weights_dir: str | Path, device: str | torch.device | None = None) -> "BaselineClassifier":
-        d = Path(weights_dir)
-        cfg = read_config(d)
-        if cfg.get("kind") != BASELINE_KIND:
-            raise CheckpointError(f"{d}: config kind is {cfg.get('kind')!r}, expected {BASELINE_KIND!r} (is this a baseline classifier?)")
-        try:
-            model = build_baseline(str(cfg.get("model")))
-        except R2CError as exc:
-            raise CheckpointError(f"{d}: {exc}") from None
-        tensors, cfg = load_checkpoint(d)
-        load_state_into(model, tensors, what=f"checkpoint {d} (model {cfg.get('model')})")
+        model, cfg = load_model(weights_dir, BASELINE_KIND, build_baseline, what="a baseline classifier")
         return cls(model, cfg, device)
 
     @torch.inference_mode()

@@ -10,14 +10,14 @@ import datetime as _dt
 import json
 import subprocess
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .errors import CheckpointError
+from .errors import CheckpointError, R2CError
 from .paths import REPO_ROOT
 
 WEIGHTS_FILE = "model.safetensors"
@@ -93,6 +93,24 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{w}: not a readable safetensors file ({exc})") from exc
     return tensors, cfg
+
+
+def load_model(
+    directory: str | Path, kind: str, build: "Callable[[str], torch.nn.Module]", *, what: str
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild and load the model a checkpoint folder describes: its config must say ``kind``; ``build(config
+    ["model"])`` makes the empty model (an unknown name becomes a :class:`CheckpointError`). Returns (model, config)."""
+    d = Path(directory)
+    cfg = read_config(d)
+    if cfg.get("kind") != kind:
+        raise CheckpointError(f"{d}: config kind is {cfg.get('kind')!r}, expected {kind!r} (is this {what}?)")
+    try:
+        model = build(str(cfg.get("model")))
+    except (KeyError, R2CError) as exc:
+        raise CheckpointError(f"{d}: {exc.args[0] if exc.args else exc}") from None
+    tensors, cfg = load_checkpoint(d)
+    load_state_into(model, tensors, what=f"checkpoint {d} (model {cfg.get('model')})")
+    return model, cfg
 
 
 def load_state_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], *, what: str = "checkpoint") -> None:

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import load_checkpoint, load_state_into, read_config, save_checkpoint
-from .errors import CheckpointError, R2CError
+from .checkpoints import load_model, save_checkpoint
+from .errors import R2CError
 from .imageio import to_gray_uint8
 from .models import CLASS_NAMES, WORKING_SIZE, build_generator, get_spec
 
@@ -128,16 +128,7 @@ class Restorer:
 
     @classmethod
     def from_dir(cls, weights_dir: str | Path, device: str | torch.device | None = None, **options: Any) -> "Restorer":
-        d = Path(weights_dir)
-        cfg = read_config(d)
-        if cfg.get("kind") != GENERATOR_KIND:
-            raise CheckpointError(f"{d}: config kind is {cfg.get('kind')!r}, expected {GENERATOR_KIND!r} (is this an R2C-GAN generator?)")
-        try:
-            gen = build_generator(str(cfg.get("model")))
-        except KeyError as exc:
-            raise CheckpointError(f"{d}: {exc.args[0]}") from None
-        tensors, cfg = load_checkpoint(d)
-        load_state_into(gen, tensors, what=f"checkpoint {d} (model {cfg.get('model')})")
+        gen, cfg = load_model(weights_dir, GENERATOR_KIND, build_generator, what="an R2C-GAN generator")
         return cls(gen, cfg, device, **options)
 
     def _autocast(self) -> contextlib.AbstractContextManager:

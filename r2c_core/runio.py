@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from .errors import R2CError
+from .checkpoints import read_config
+from .errors import CheckpointError, R2CError
 
 
 def read_json_object(path: str | Path) -> dict[str, Any]:
@@ -38,3 +39,21 @@ def open_step_log(path: str | Path, columns: Sequence[str], step: int) -> TextIO
     w.writeheader()
     w.writerows(keep)
     return fh
+
+
+def resolve_state_dir(path: str | Path) -> Path:
+    """A run folder or its ``state`` sub-folder -> the state folder."""
+    p = Path(path)
+    if (p / "state" / "config.json").is_file():
+        return p / "state"
+    if not (p / "config.json").is_file():
+        raise CheckpointError(f"{p}: no training state here (expected {p}/state/config.json)")
+    return p
+
+
+def state_training_dict(path: str | Path, kind: str, what: str) -> dict[str, Any]:
+    """The training config stored in a training-state folder of ``kind`` (as a dict, to rebuild the config)."""
+    cfg = read_config(resolve_state_dir(path))
+    if cfg.get("kind") != kind or "training" not in cfg:
+        raise CheckpointError(f"{path}: not {what}")
+    return cfg["training"]

@@ -50,7 +50,7 @@ from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint
 from ..data import SPLIT_FILE, domain_frame, load_manifest, load_split, split_info
 from ..errors import CheckpointError, R2CError
 from ..inference import export_generator, pick_device
-from ..runio import open_step_log
+from ..runio import open_step_log, resolve_state_dir, state_training_dict
 from ..losses import discriminator_losses, generator_losses, r2c_forward
 from ..metrics import nan_to_none, point_metrics
 from ..models import R2CGAN
@@ -403,24 +403,9 @@ class Trainer:
             raise CheckpointError(f"{d}: steps per epoch differ ({cfg.get('steps_per_epoch')} vs {self.steps_per_epoch}): data or batch size changed")
 
 
-def resolve_state_dir(path: str | Path) -> Path:
-    """A run folder or its ``state`` sub-folder -> the state folder."""
-    p = Path(path)
-    if (p / "state" / "config.json").is_file():
-        return p / "state"
-    if not (p / "config.json").is_file():
-        raise CheckpointError(f"{p}: no training state here (expected {p}/state/config.json)")
-    return p
-
-
 def state_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The training config stored in a state folder, with overrides (e.g. a larger ``max_steps``)."""
-    from ..checkpoints import read_config
-
-    cfg = read_config(resolve_state_dir(path))
-    if cfg.get("kind") != STATE_KIND or "training" not in cfg:
-        raise CheckpointError(f"{path}: not a training state")
-    return config_from_dict(cfg["training"], overrides)
+    return config_from_dict(state_training_dict(path, STATE_KIND, "a training state"), overrides)
 
 
 def _json_default(o: Any) -> Any:
