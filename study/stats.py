@@ -218,8 +218,9 @@ def _p(x: float) -> str:
     return "-" if math.isnan(x) else ("<0.001" if x < 0.001 else f"{x:.3f}")
 
 
-def format_selection_table(selection: pd.DataFrame) -> str:
-    """Tables III/IV as text: selection ratio in percent with its 95% interval, one row per reader."""
+def selection_wide(selection: pd.DataFrame) -> pd.DataFrame:
+    """Tables III/IV: readers (then ``overall``) x methods, each cell "ratio % [low, high]", plus the number of
+    counted reads ``n``; from the long :func:`selection_ratios` frame."""
     order = list(dict.fromkeys(selection["reader"]))
     ms = list(dict.fromkeys(selection["method"]))
     cells = selection.assign(cell=[f"{_pct(r)} [{_pct(lo)}, {_pct(hi)}]" for r, lo, hi in
@@ -227,7 +228,12 @@ def format_selection_table(selection: pd.DataFrame) -> str:
     wide = cells.pivot(index="reader", columns="method", values="cell").reindex(index=order, columns=ms)
     wide.insert(0, "n", selection.groupby("reader")["n"].first().reindex(order))
     wide.index.name, wide.columns.name = "reader", None
-    return wide.to_string()
+    return wide
+
+
+def format_selection_table(selection: pd.DataFrame) -> str:
+    """Tables III/IV as text: selection ratio in percent with its 95% interval, one row per reader."""
+    return selection_wide(selection).to_string()
 
 
 def format_summary(s: dict[str, Any], title: str = "") -> str:

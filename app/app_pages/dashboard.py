@@ -19,20 +19,8 @@ from ..auth import require_role
 LABEL_TEXT = {"covid": "COVID-19", "control": "Control"}
 
 
-def _pct(x: float) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
-
-
-def ratio_table(selection: pd.DataFrame) -> pd.DataFrame:
-    """Readers (then ``overall``) x methods: "ratio % [low, high]", plus the number of counted reads ``n``."""
-    order = list(dict.fromkeys(selection["reader"]))
-    methods = list(dict.fromkeys(selection["method"]))
-    cells = selection.assign(cell=[f"{_pct(r)} [{_pct(lo)}, {_pct(hi)}]" for r, lo, hi in
-                                   zip(selection["ratio"], selection["ci_low"], selection["ci_high"])])
-    wide = cells.pivot(index="reader", columns="method", values="cell").reindex(index=order, columns=methods)
-    wide.insert(0, "n", selection.groupby("reader")["n"].first().reindex(order))
-    wide.columns.name = None
-    return wide
+#: Readers (then ``overall``) x methods: "ratio % [low, high]" and ``n`` (the same table ``python -m study stats`` prints)
+ratio_table = stats.selection_wide
 
 
 def count_table(selection: pd.DataFrame) -> pd.DataFrame:

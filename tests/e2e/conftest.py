@@ -44,7 +44,7 @@ def browser(e2e_study):
 def page(browser, app_url):
     ctx = browser.new_context(viewport={"width": 1400, "height": 950})
     pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
+    pg.set_default_timeout(120_000)  # generous: the first page of a cold app server on a busy 2-core machine
     yield pg
     ctx.close()
 
