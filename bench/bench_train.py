@@ -1,10 +1,14 @@
-"""Time R2C-GAN training steps (both generators six passes forward and back, both discriminators, two Adam steps).
+"""Time training steps: R2C-GAN (both generators six passes forward and back, both discriminators, two Adam steps)
+and the lung U-Net (forward, weighted BCE + Dice, backward, Adam), fast path against plain float32, in one run.
 
-    python bench/bench_train.py --device cpu --models op-q3 --batches 1 --size 128
+    python bench/bench_train.py --device cpu --models op-q3,op-q1,cnn-compact,unet --batches 4 --size 128   # the CPU campaign's crops
     python bench/bench_train.py --device cuda --batches 1,16,64 --modes eager,fast,fast+compile
 
-Used by ``bench/bench_r2c.py --train`` too. Data are synthetic uint8 images already on the device's side of the
-loader (the trainer's cache); FLOPs per step are counted with ``torch.utils.flop_counter`` on one real step.
+Modes: ``eager`` = plain float32 (no fused Adam, no autocast); ``fast`` = bf16 autocast (on CPU only where it is
+native) and fused Adam; ``fast+cl`` adds channels_last; ``fast+compile`` adds ``torch.compile`` (minutes of
+compilation on CPU, so not in the CPU default). Each row: crops (images) per second and GFLOP/s, FLOPs counted
+with ``torch.utils.flop_counter`` on one real step. Used by ``bench/bench_r2c.py --train`` too. Data are synthetic
+uint8 images already on the device's side of the loader (the trainer's cache).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from r2c_core.training.loader import DomainCache, UnpairedBatches  # noqa: E402
 from r2c_core.training.trainer import TrainData, Trainer  # noqa: E402
 
 MODES = {
-    "eager": {"amp": False, "channels_last": False, "cuda_fast_path": False, "fused_adam": False},
-    "fast": {"cuda_fast_path": True, "fused_adam": True, "channels_last": True},
-    "fast+compile": {"cuda_fast_path": True, "fused_adam": True, "channels_last": True, "compile": True},
+    "eager": {"amp": False, "cpu_amp": False, "channels_last": False, "cuda_fast_path": False, "fused_adam": False},
+    "fast": {"cuda_fast_path": True, "cpu_amp": True, "fused_adam": True, "channels_last": False},
+    "fast+cl": {"cuda_fast_path": True, "cpu_amp": True, "fused_adam": True, "channels_last": True},
+    "fast+compile": {"cuda_fast_path": True, "cpu_amp": True, "fused_adam": True, "channels_last": True, "compile": True},
 }
+CPU_MODES = ["eager", "fast", "fast+cl"]
 
 
 def _data(size: int, batch: int, n: int) -> TrainData:
@@ -47,8 +53,10 @@ def bench_train_steps(model: str, device: torch.device, batches: list[int], size
                       modes: list[str] | None = None, smoke: bool = False) -> list[dict]:
     from torch.utils.flop_counter import FlopCounterMode
 
+    if model == "unet":
+        return bench_unet_steps(device, batches, size, warmup, repeats, modes, smoke)
     results = []
-    for mode in modes or (list(MODES) if device.type == "cuda" else ["eager", "fast"]):
+    for mode in modes or (list(MODES) if device.type == "cuda" else CPU_MODES):
         for b in batches:
             cfg = config_from_dict({"model": model, "size": size, "batch_size": b, "epochs": 2, "epoch_decay": 1,
                                     "device": str(device), "export_every": 0, **MODES[mode]})
@@ -69,11 +77,70 @@ def bench_train_steps(model: str, device: torch.device, batches: list[int], size
                     times.append(time.perf_counter() - t0)
                 med = statistics.median(times)
                 mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-            r = {"kind": "train", "model": model, "mode": mode, "batch": b, "size": size, "median_s": med,
-                 "ms_per_image": 1000 * med / b, "images_per_s": b / med, "gflop": flops / 1e9, "tflops": flops / med / 1e12,
-                 "peak_mem_mib": round(mem, 1)}
-            print(json.dumps(r), flush=True)
-            results.append(r)
+            results.append(_row(model, mode, b, size, med, flops, mem, bf16=tr.amp))
+            if smoke:
+                return results
+    return results
+
+
+def _row(model: str, mode: str, b: int, size: int, med: float, flops: float, mem: float, bf16: bool) -> dict:
+    r = {"kind": "train", "model": model, "mode": mode, "bf16": bf16, "batch": b, "size": size, "median_s": med,
+         "ms_per_image": 1000 * med / b, "images_per_s": b / med, "gflop": flops / 1e9, "gflops_per_s": flops / med / 1e9,
+         "tflops": flops / med / 1e12, "peak_mem_mib": round(mem, 1)}
+    print(json.dumps(r), flush=True)
+    return r
+
+
+def bench_unet_steps(device: torch.device, batches: list[int], size: int, warmup: int, repeats: int,
+                     modes: list[str] | None = None, smoke: bool = False) -> list[dict]:
+    """The lung U-Net's training step (as r2c_core.segmentation.train) on synthetic images and masks."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from r2c_core.precision import autocast, use_bf16
+    from r2c_core.segmentation.model import build_unet
+    from r2c_core.segmentation.train import seg_loss
+
+    results = []
+    for mode in modes or (list(MODES) if device.type == "cuda" else CPU_MODES):
+        m = MODES[mode]
+        for b in batches:
+            torch.manual_seed(0)
+            model = build_unet().to(device)
+            if m["channels_last"]:
+                model = model.to(memory_format=torch.channels_last)
+            if m.get("compile"):
+                model = torch.compile(model)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=bool(m["fused_adam"]) or None)
+            bf16 = use_bf16(device, bool(m.get("cuda_fast_path")), bool(m["cpu_amp"]))
+            x = torch.randn(b, 1, size, size, device=device)
+            if m["channels_last"]:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = (torch.rand(b, 1, size, size, device=device) > 0.5).float()
+            w = torch.ones(b, device=device)
+
+            def step() -> None:
+                with autocast(device, bf16):
+                    logits = model(x)
+                loss = seg_loss(logits.float(), y, w)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss.item()
+
+            with FlopCounterMode(display=False) as fc:
+                step()
+            flops = float(fc.get_total_flops())
+            for _ in range(warmup):
+                step()
+            times = []
+            for _ in range(repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
+            mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+            results.append(_row("unet", mode, b, size, statistics.median(times), flops, mem, bf16))
             if smoke:
                 return results
     return results
@@ -82,7 +149,7 @@ def bench_train_steps(model: str, device: torch.device, batches: list[int], size
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--models", default="op-q3")
+    ap.add_argument("--models", default="op-q3", help="comma list of R2C models (op-q3, op-q1, cnn-compact, ...) and unet")
     ap.add_argument("--modes", default=None, help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--batches", default=None)
     ap.add_argument("--size", type=int, default=256)
@@ -92,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    batches = [int(b) for b in (args.batches or ("1,16,64" if device.type == "cuda" else "1")).split(",")]
+    batches = [int(b) for b in (args.batches or ("1,16,64" if device.type == "cuda" else "4")).split(",")]
     modes = args.modes.split(",") if args.modes else None
     size, warmup, repeats = (32, 0, 1) if args.smoke else (args.size, args.warmup, args.repeats)
     out = []
@@ -101,7 +168,20 @@ def main(argv: list[str] | None = None) -> int:
                                  ["eager"] if args.smoke else modes, smoke=args.smoke)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
+    if len(out) > 1:
+        print(markdown(out))
     return 0
+
+
+def markdown(rows: list[dict]) -> str:
+    """Rows as a markdown table, with each mode's speed-up over eager for the same model and batch."""
+    base = {(r["model"], r["batch"]): r["images_per_s"] for r in rows if r["mode"] == "eager"}
+    lines = ["| model | mode | bf16 | batch | crop px | crops/s | GFLOP/step | GFLOP/s | vs eager |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = base.get((r["model"], r["batch"]))
+        lines.append(f"| {r['model']} | {r['mode']} | {'yes' if r['bf16'] else 'no'} | {r['batch']} | {r['size']} | {r['images_per_s']:.2f} | "
+                     f"{r['gflop']:.1f} | {r['gflops_per_s']:.0f} | {(r['images_per_s'] / ref if ref else float('nan')):.2f}x |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

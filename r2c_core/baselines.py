@@ -57,6 +57,7 @@ from .imageio import png_bytes, to_gray_uint8
 from .inference import NORMALISATION, pick_device, to_model_tensor
 from .metrics import nan_to_none, point_metrics
 from .models import CLASS_NAMES
+from .precision import autocast, use_bf16
 from .runio import open_step_log, read_json_object, resolve_state_dir, state_training_dict
 from .training.config import LOAD_RATIO, _build, _merge
 from .training.loader import DomainCache, decode_resized, seeded_generator, to_input
@@ -109,6 +110,8 @@ class BaselineConfig:
     #: validation metric that picks the exported epoch: auc, f1 (maximised) or loss (minimised)
     select_by: str = "auc"
     amp: bool = True
+    #: bf16 autocast on CPU too where the processor has native bf16 (r2c_core.precision); float32 elsewhere
+    cpu_amp: bool = False
     channels_last: bool = True
     compile: bool = False
     seed: int = 0
@@ -273,7 +276,7 @@ class BaselineTrainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.device = pick_device(cfg.device)
-        self.amp = bool(cfg.amp) and self.device.type == "cuda"
+        self.amp = use_bf16(self.device, bool(cfg.amp), bool(cfg.cpu_amp))
         self.channels_last = bool(cfg.channels_last) and self.device.type == "cuda"
         torch.manual_seed(cfg.seed)
         self.model = build_baseline(cfg.model).to(self.device)
@@ -293,7 +296,7 @@ class BaselineTrainer:
         return min(self.total_steps, self.cfg.max_steps) if self.cfg.max_steps else self.total_steps
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        return autocast(self.device, self.amp)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)

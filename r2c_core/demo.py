@@ -42,6 +42,30 @@ class DemoResult:
         return float(sum(self.timings.values()))
 
 
+def downsized(result: DemoResult, max_side: int = 1460) -> DemoResult:
+    """The result with every image shrunk to at most ``max_side`` pixels a side (what the page can show anyway),
+    and the original's lung mask dropped, so that a session keeps kilobytes, not full-size arrays (issue 16)."""
+    import dataclasses
+
+    import torch
+    import torch.nn.functional as F
+
+    def shrink(a: np.ndarray | None) -> np.ndarray | None:
+        if a is None or max(a.shape[:2]) <= max_side:
+            return a
+        h, w = a.shape[:2]
+        s = max_side / max(h, w)
+        t = torch.from_numpy(np.ascontiguousarray(a)).float()
+        t = t[None, None] if a.ndim == 2 else t.permute(2, 0, 1)[None]
+        t = F.interpolate(t, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear", antialias=True, align_corners=False)
+        out = t[0, 0] if a.ndim == 2 else t[0].permute(1, 2, 0)
+        return out.round().clamp(0, 255).to(torch.uint8).numpy()
+
+    return dataclasses.replace(result, original=shrink(result.original), restored=shrink(result.restored),
+                               overlay_original=shrink(result.overlay_original), overlay_restored=shrink(result.overlay_restored),
+                               mask_original=None)
+
+
 def display_png(image: np.ndarray) -> bytes:
     """Lossless PNG (gray or RGB) with light compression: what the page sends to the browser. About 3x faster
     to encode than Pillow's default level for a few percent more bytes, which do not matter on the app's links."""

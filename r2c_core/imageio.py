@@ -32,7 +32,9 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from .errors import ImageLoadError
 
 #: Largest accepted image, in pixels (about 8000 x 8000): larger files are treated as decompression bombs.
-MAX_PIXELS = 64_000_000
+#: the largest image accepted (pixels): a chest X-ray detector gives at most about 4300 x 4300 (18.5 MP); anything
+#: larger is refused before it is decoded (a small PNG can decode to gigabytes: issue 16, finding 7)
+MAX_PIXELS = 25_000_000
 #: Largest accepted file, in bytes.
 MAX_FILE_BYTES = 256 * 1024 * 1024
 #: Percentile window used for >8-bit input.
@@ -115,6 +117,26 @@ def _is_dicom(data: bytes, label: str) -> bool:
 
 
 def _read_dicom(data: bytes, label: str) -> np.ndarray:
+    """DICOM to uint8 gray. pydicom's warnings are silenced (the caller gets one line or an image), and any error
+    pydicom raises on a malformed header (a non-numeric WindowCenter, a broken LUT, ...) becomes one
+    :class:`ImageLoadError` line without paths or tracebacks."""
+    import logging
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pd_log = logging.getLogger("pydicom")
+        level, pd_log.level = pd_log.level, logging.ERROR + 10
+        try:
+            return _read_dicom_quiet(data, label)
+        except ImageLoadError:
+            raise
+        except Exception as exc:  # a malformed header anywhere in pydicom: one line, no internals
+            raise ImageLoadError(f"{label}: malformed DICOM header ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'no detail'})") from exc
+        finally:
+            pd_log.level = level
+
+
+def _read_dicom_quiet(data: bytes, label: str) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 

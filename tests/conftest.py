@@ -12,6 +12,16 @@ from r2c_core.paths import data_dir, golden_dir, has_data
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one torch thread (and the CI CPU is shared); restores the count afterwards.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def cxr_dir():
     """The real X-ray folder (R2C_DATA, default ../shared/data/cxr); skips when it is not there."""

@@ -22,12 +22,7 @@ from r2c_core.errors import CheckpointError, ManifestError, R2CError
 from r2c_core.training.loader import DomainCache, decode_resized
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -28,3 +28,11 @@ def test_bench_train_smoke(tmp_path):
     assert _load("bench_train").main(["--smoke", "--device", "cpu", "--models", "op-q1", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert rows[0]["kind"] == "train" and rows[0]["gflop"] > 0
+
+
+def test_bench_train_unet_and_table(tmp_path, capsys):
+    bt = _load("bench_train")
+    rows = bt.bench_unet_steps(__import__("torch").device("cpu"), [2], 32, 0, 1, ["eager", "fast"])
+    assert [r["mode"] for r in rows] == ["eager", "fast"] and all(r["model"] == "unet" and r["gflop"] > 0 for r in rows)
+    table = bt.markdown(rows)
+    assert "| unet | eager | no | 2 | 32 |" in table and "1.00x" in table

@@ -176,3 +176,32 @@ def test_reads_real_xray(cxr_dir, cxr_manifest):
     row = cxr_manifest.iloc[0]
     img = read_xray(cxr_dir / row["file"])
     assert img.shape == (row["height"], row["width"])
+
+
+def _dicom_bad_window():
+    """A DICOM whose WindowCenter (VR DS) is not a number: the header bytes edited after encoding."""
+    px = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (8, 1))
+    good = _dicom(px, window=(2048, 1024))
+    assert good.count(b"2048") == 1
+    return good.replace(b"2048", b"ab;c")
+
+
+def test_dicom_with_a_non_numeric_window_center_is_one_clear_line(recwarn):
+    with pytest.raises(ImageLoadError) as err:
+        read_xray(_dicom_bad_window(), name="bad.dcm")
+    msg = str(err.value)
+    assert msg.startswith("bad.dcm: malformed DICOM header") and "\n" not in msg and "/" not in msg.split(":", 1)[1]
+    assert not [w for w in recwarn if "pydicom" in str(w.filename) or "DS" in str(w.message)]
+
+
+def test_cli_bad_dicom_prints_one_line_and_no_warnings(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(_dicom_bad_window())
+    res = subprocess.run([sys.executable, "-m", "r2c_core", "restore", "--weights", "weights/r2c-op-q1", "--input", str(bad),
+                          "--out", str(tmp_path / "out"), "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "malformed DICOM header" in lines[0], res.stderr

@@ -13,13 +13,7 @@ from r2c_core.training import ImagePool, TrainData, Trainer, config_from_dict, l
 from r2c_core.training.loader import DomainCache, UnpairedBatches
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and the CI CPU is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------------------ pool

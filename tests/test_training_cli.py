@@ -7,17 +7,11 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from r2c_core.cli import main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _one_error_line(capsys) -> str:

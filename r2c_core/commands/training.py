@@ -41,6 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="split seed (default 20261123)")
     p.set_defaults(func=cmd_make_split)
 
+    p = sub.add_parser("campaign", help="a queue of training recipes, unattended and resumable (run, status, stop)")
+    p.add_argument("action", choices=("run", "status", "stop", "select", "ship"),
+                   help="run the queue (foreground; scripts/campaign.sh starts it in the background), show it, stop it with its state saved, "
+                        "select a recipe's checkpoint on validation, or ship it into weights/")
+    p.add_argument("--plan", type=Path, default=Path("configs/campaign-cpu.json"), help="campaign plan JSON (default configs/campaign-cpu.json)")
+    p.add_argument("--only", help="run: only this recipe (may run beside the full runner, which then waits for it)")
+    p.add_argument("--recipe", help="select/ship: the recipe (e.g. op-q3)")
+    p.add_argument("--to", type=Path, help="ship: destination weights folder (default weights/r2c-<model>)")
+    p.add_argument("--version", default="v1-cpu", help="ship: version recorded in config.json (default v1-cpu)")
+    p.add_argument("--step", type=int, help="select/ship: this step's export instead of the rule's choice")
+    p.set_defaults(func=cmd_campaign)
+
     p = sub.add_parser("train", help="train an R2C-GAN on the A/B split (resumable)")
     add_train_arguments(p, "JSON training config (configs/r2c-*.json); fields not given keep their defaults (--set loss.lambda_class=0 for the ablation)",
                         "run folder (default runs/<model>)")
@@ -68,6 +80,40 @@ def cmd_make_split(args: argparse.Namespace) -> int:
     split = make_ab_split(df, fraction=VAL_FRACTION if args.val_fraction is None else args.val_fraction, seed=SPLIT_SEED if args.seed is None else args.seed)
     path = save_split(split, args.out or SPLIT_FILE)
     print(json.dumps({"out": str(path), "sha256": file_sha256(path), "counts": split_summary(split)}))
+    return 0
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from ..training import campaign
+
+    plan = campaign.Plan.load(args.plan)
+    if args.action == "run":
+        pid = campaign.runner_pid(plan, args.only)
+        if pid is not None:
+            raise R2CError(f"a runner{' for ' + args.only if args.only else ''} is already active for {plan.out} (pid {pid})")
+        return campaign.run(plan, args.only)
+    if args.action in ("select", "ship"):
+        from ..training import select
+
+        recipe = next((r for r in plan.recipes if r.name == args.recipe), None)
+        if recipe is None or recipe.kind != "r2c":
+            raise R2CError(f"--recipe must name an R2C recipe of the plan ({', '.join(r.name for r in plan.recipes if r.kind == 'r2c')})")
+        run = campaign.recipe_dir(plan, recipe)
+        if args.action == "select":
+            chosen = select.choose(run) if args.step is None else next(c for c in select.candidates(run) if c["step"] == args.step)
+            print(json.dumps(chosen, indent=2, default=str))
+            return 0
+        dest = args.to or campaign.REPO_ROOT / "weights" / f"r2c-{recipe.name}"
+        print(json.dumps(select.ship(run, dest, args.version, step=args.step), indent=2, default=str))
+        return 0
+    if args.action == "stop":
+        stopped = campaign.stop(plan)
+        print("stopped (state saved)" if stopped else "no active runner")
+        return 0
+    for row in campaign.status(plan):
+        print(f"{row['recipe']:<14} {row['state']:<28} step {row.get('step', '-'):<12} epoch {row.get('epoch', '-')}")
+        if row.get("last"):
+            print(f"    {row['last']}")
     return 0
 
 

@@ -35,6 +35,7 @@ from ..errors import CheckpointError, R2CError
 from ..paths import REPO_ROOT, manifest_path
 from .data import MaskSet, augment, load_set, read_mask_manifest, split_train_val
 from .model import ARCH, build_unet, check_preprocess, count_parameters, normalise
+from ..precision import use_bf16
 from .predict import KIND
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
              "val_mask_sources": ["human"], "limit": None},
     "train": {"epochs": 30, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 1, "min_lr_ratio": 0.02,
               "patience": 8, "threads": 2, "seed": 0, "max_minutes": None, "device": None, "amp": False, "bce_weight": 1.0,
-              "dice_weight": 1.0},
+              "dice_weight": 1.0, "cpu_amp": False, "init_from": None},
     "augment": {"rotate_deg": 10.0, "scale": [0.9, 1.1], "translate": 0.05, "brightness": 0.08, "contrast": [0.8, 1.2],
                 "gamma": [0.8, 1.25]},
 }
@@ -151,6 +152,15 @@ class Trainer:
         self.train_set = load_set(self.df, self.split["ids"]["train"], size, mw)
         self.val_set = load_set(self.df, self.split["ids"]["val"], size, mw)
         self.model = build_unet(cfg["model"]).to(self.device)
+        if tc.get("init_from") and resume is None:
+            init = Path(tc["init_from"])
+            init = init if init.is_absolute() else REPO_ROOT / init
+            tensors, icfg = load_checkpoint(init)
+            if icfg.get("kind") != KIND:
+                raise CheckpointError(f"{init}: train.init_from must be a {KIND} checkpoint (kind {icfg.get('kind')!r})")
+            load_state_into(self.model, tensors, what=f"train.init_from {init}")
+            log.info("initialised from %s (epoch %s, val Dice %s)", init, icfg.get("epoch"), icfg.get("val_dice", icfg.get("best_val_dice")))
+        self.use_amp = use_bf16(self.device, bool(tc["amp"]), bool(tc.get("cpu_amp")))
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
@@ -206,7 +216,7 @@ class Trainer:
         order = torch.randperm(n, generator=self.gen)
         self.model.train()
         losses, lr = [], 0.0
-        use_amp = bool(tc["amp"]) and self.device.type == "cuda"
+        use_amp = self.use_amp
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}", leave=False, file=sys.stderr, dynamic_ncols=True)
         for i in bar:
             if self.max_steps is not None and self.step >= self.max_steps:
@@ -291,8 +301,18 @@ class Trainer:
                        "val_loss": f"{val_loss:.5f}", "val_dice": f"{val_dice:.5f}", "best_val_dice": f"{self.best:.5f}",
                        "epoch_s": f"{time.monotonic() - t0:.1f}", "elapsed_min": f"{self.elapsed / 60:.2f}"})
             log.warning("epoch %d: train loss %.4f, val Dice %.4f (best %.4f @ %d), %.1f min", self.epoch, train_loss, val_dice, self.best, self.best_epoch, self.elapsed / 60)
+            self._progress(f"epoch {self.epoch}/{self.cfg['train']['epochs']} step {self.step}: train loss {train_loss:.4f}, val Dice {val_dice:.4f} "
+                           f"(best {self.best:.4f} @ {self.best_epoch}), lr {lr:.2e}, {self.last_epoch_s:.0f} s/epoch, "
+                           f"{len(self.train_set.ids) / max(self.last_epoch_s, 1e-9):.2f} images/s incl. validation")
         log.warning("stopped: %s; best val Dice %.4f at epoch %d", reason, self.best, self.best_epoch)
+        self._progress(f"stopped: {reason}; best val Dice {self.best:.4f} at epoch {self.best_epoch}")
         return reason
+
+    def _progress(self, text: str) -> None:
+        """One human-readable line in ``<out>/progress.log`` (the training campaign follows it)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        with open(self.out / "progress.log", "a") as fh:
+            fh.write(f"{stamp} {self.cfg['name']} {text}\n")
 
 
 def evaluate_test(out: Path, manifest: Path, split_ids: list[str], device: str | None = None) -> dict[str, Any]:

@@ -26,8 +26,11 @@ class TrainConfig:
     """Every setting of one training run (defaults: the reference's, spec 1.12, except epochs)."""
 
     model: str = "op-q3"
-    #: working (crop) size; the load size is ``round(size * 286 / 256)``
+    #: working size (inference and validation); the load size is ``round(size * 286 / 256)``
     size: int = 256
+    #: training crop (0 = ``size``, the reference). Smaller = patch training at the inference scale: images are
+    #: still loaded at ``round(size * 286 / 256)`` and a random ``crop`` x ``crop`` patch is taken (docs/TRAINING.md)
+    crop: int = 0
     batch_size: int = 1
     epochs: int = 200
     #: epochs at the full rate before the linear decay to 0 starts
@@ -40,6 +43,9 @@ class TrainConfig:
     pool_size: int = 50
     #: bf16 autocast (CUDA only; ignored on CPU)
     amp: bool = True
+    #: bf16 autocast on CPU too, when the processor has native bf16 (avx512_bf16 / AMX); float32 master weights,
+    #: optimiser state and normalisation statistics. Falls back to float32 (with a log line) elsewhere
+    cpu_amp: bool = False
     channels_last: bool = False
     #: on CUDA switch on the fast path whatever the fields above say: bf16 autocast, channels_last, fused Adam
     #: (each checked equal to eager in tests/test_fast.py and tests/test_training_fast.py)
@@ -67,6 +73,26 @@ class TrainConfig:
     export_every: int = 1
     #: save the full training state every N steps as well as at every epoch end (0 = epoch ends only)
     checkpoint_every: int = 0
+    #: also save the training state when this many minutes of wall time passed since the last save (0 = off)
+    checkpoint_minutes: float = 0.0
+    #: also write a compact resumable state (bf16 weights and Adam moments, no pools) to this folder at every save,
+    #: replaced in place, at most ``compact_state_mib`` MiB (moments are left out, discriminators' first, to fit)
+    compact_state: str | None = None
+    compact_state_mib: float = 20.0
+    #: keep a copy of every exported generator in ``<out>/exports/step-NNNNNNN/`` (choose one on validation later)
+    keep_exports: bool = False
+    #: validation restoration metrics on this many validation images (0 = off): SSIM to the input and grey-level
+    #: change after ``val_passes`` passes, and PSNR on a blurred + noisy copy (r2c_core.training.restval)
+    val_restoration: int = 0
+    val_passes: int = 3
+    #: warm start: this many steps of identity pre-training of both generators (L1(G(x), x) on both domains)
+    #: before the GAN schedule starts (0 = the reference's random initialisation)
+    warm_start_steps: int = 0
+    #: weight of the cross-entropy of both generators' class heads during the warm start (0 = identity only)
+    warm_start_class: float = 0.0
+    #: initialise from earlier weights instead of at random (a fresh run only, never on resume): a training state
+    #: or compact state (all four networks) or an exported generator (G_A2B only; the rest stays random)
+    init_from: str | None = None
     #: weights dtype of the exported generator: "auto" = float16 for the deep cnn, float32 otherwise
     export_dtype: str = "auto"
     version: str = "dev"
@@ -78,10 +104,16 @@ class TrainConfig:
     def load_size(self) -> int:
         return int(round(self.size * LOAD_RATIO))
 
+    @property
+    def train_crop(self) -> int:
+        return self.crop or self.size
+
     def validate(self) -> "TrainConfig":
         get_spec_checked(self.model)
         checks = [
             (self.size >= 16 and self.size % 4 == 0, f"size must be a multiple of 4 and >= 16, got {self.size}"),
+            (self.crop == 0 or (self.crop >= 16 and self.crop % 4 == 0 and self.crop <= self.load_size), f"crop must be 0 or a multiple of 4 in [16, load size {self.load_size}], got {self.crop}"),
+            (self.warm_start_steps >= 0 and self.val_restoration >= 0 and self.val_passes >= 1 and self.checkpoint_minutes >= 0, "warm_start_steps, val_restoration, checkpoint_minutes must be >= 0 and val_passes >= 1"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (0 <= self.epoch_decay < self.epochs, f"epoch_decay must be in [0, epochs), got {self.epoch_decay} (epochs {self.epochs})"),

@@ -54,6 +54,8 @@ from ..runio import open_step_log, resolve_state_dir, state_training_dict
 from ..losses import discriminator_losses, generator_losses, r2c_forward
 from ..metrics import nan_to_none, point_metrics
 from ..models import R2CGAN
+from ..precision import autocast, use_bf16
+from . import compact, restval
 from .config import TrainConfig, config_from_dict
 from .loader import DomainCache, UnpairedBatches, decode_resized, seeded_generator, to_input
 from .pool import ImagePool
@@ -97,7 +99,7 @@ class TrainData:
         frames = {d: _limit(domain_frame(manifest, split, "train", d), cfg.limit_per_domain, cfg.seed) for d in ("A", "B")}
         a = DomainCache.from_frame(frames["A"], cfg.load_size, "train A", progress)
         b = DomainCache.from_frame(frames["B"], cfg.load_size, "train B", progress)
-        batches = UnpairedBatches(a, b, size=cfg.size, batch_size=cfg.batch_size, seed=cfg.seed)
+        batches = UnpairedBatches(a, b, size=cfg.train_crop, batch_size=cfg.batch_size, seed=cfg.seed)
         val_rows = pd.concat([domain_frame(manifest, split, "val", d).assign(domain=d) for d in ("A", "B")])
         val_rows = _limit(val_rows.sort_values("id"), 2 * cfg.limit_per_domain, cfg.seed)
         val = None
@@ -164,7 +166,7 @@ class Trainer:
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
         fast = cfg.cuda_fast_path and self.device.type == "cuda"
-        self.amp = (bool(cfg.amp) or fast) and self.device.type == "cuda"
+        self.amp = use_bf16(self.device, bool(cfg.amp) or fast, cfg.cpu_amp)
         self.channels_last = bool(cfg.channels_last) or fast
         torch.manual_seed(cfg.seed)
         self.gan = R2CGAN(cfg.model).to(self.device)
@@ -185,14 +187,19 @@ class Trainer:
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.decay_start = cfg.epoch_decay * self.steps_per_epoch
         self.step = 0
+        self.warm_done = cfg.warm_start_steps == 0
+        self._resumed = False
         self.last_val: dict[str, Any] = {}
+        self._last_save = time.perf_counter()
+        self._last_progress = 0.0
+        self._recent: list[tuple[float, int]] = []
 
     # ------------------------------------------------------------------------------------------- one step
     def lr_at(self, step: int) -> float:
         return linear_decay_lr(step, self.cfg.lr, self.total_steps, self.decay_start)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        return autocast(self.device, self.amp)
 
     def _to_device(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         out = []
@@ -205,10 +212,7 @@ class Trainer:
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, float]:
         """One G step (D frozen) then one D step on pooled fakes, at the scheduled rate of ``self.step``."""
-        if self.world > 1:  # this process's contiguous share of the global batch
-            per = self.cfg.batch_size // self.world
-            batch = tuple(t[self.rank * per : (self.rank + 1) * per] for t in batch)
-        real_a, real_b, label_a, label_b = self._to_device(batch)
+        real_a, real_b, label_a, label_b = self._to_device(self._share(batch))  # this process's share
         lr = self.lr_at(self.step)
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
@@ -261,9 +265,96 @@ class Trainer:
     def end_step(self) -> int:
         return min(self.total_steps, self.cfg.max_steps) if self.cfg.max_steps else self.total_steps
 
+    def warm_start(self) -> None:
+        """Identity pre-training of both generators (``warm_start_steps`` steps; docs/TRAINING.md, "Warm start").
+
+        Each step: both generators map a batch of A and a batch of B images onto themselves, loss
+        ``L1(G(x), x)`` summed over the four passes, plus ``warm_start_class`` times the cross-entropy of the four
+        class outputs against the images' labels. A separate Adam (the run's lr and betas) is discarded afterwards,
+        so the GAN schedule starts exactly as without a warm start, only from other weights. Batches are those of
+        the GAN's first steps (a pure function of the seed). Logged to ``<out>/warm_log.csv``; the state is saved
+        when it ends, so an interruption during the GAN phase never repeats it.
+        """
+        from ..losses import class_loss, l1
+
+        cfg = self.cfg
+        n = cfg.warm_start_steps
+        opt = torch.optim.Adam(self.gen_params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
+        gens = (self.nets["gen_ab"], self.nets["gen_ba"])
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "warm_log.csv"
+        t0 = time.perf_counter()
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["step", "id_loss", "class_loss", "seconds"])
+            writer.writeheader()
+            bar = tqdm(range(n), desc=f"warm start {cfg.model}", unit="step", disable=not (self.progress and self.is_main), dynamic_ncols=True)
+            for i in bar:
+                ts = time.perf_counter()
+                real_a, real_b, label_a, label_b = self._to_device(self._share(self.data.batches.batch(i)))
+                opt.zero_grad(set_to_none=True)
+                with self._autocast():
+                    id_terms, cls_terms = [], []
+                    for gen in gens:
+                        for x, lab in ((real_a, label_a), (real_b, label_b)):
+                            y, logits = gen(x)
+                            id_terms.append(l1(x, y))
+                            cls_terms.append(class_loss(logits, lab, cfg.loss.cross_entropy))
+                    id_loss, cls_loss = sum(id_terms), sum(cls_terms)
+                    loss = id_loss + cfg.warm_start_class * cls_loss
+                loss.backward()
+                self._average_gradients(self.gen_params)
+                opt.step()
+                id_v, cls_v = float(id_loss.detach()), float(cls_loss.detach())
+                writer.writerow({"step": i, "id_loss": f"{id_v:.6g}", "class_loss": f"{cls_v:.6g}", "seconds": round(time.perf_counter() - ts, 4)})
+                bar.set_postfix(id=f"{id_v:.4f}", cls=f"{cls_v:.3f}")
+                if i % 10 == 9:
+                    fh.flush()
+                    self._progress(f"warm start {i + 1}/{n}: id {id_v:.4f} class {cls_v:.3f}", every_s=120)
+        self.warm_done = True
+        log.info("warm start: %d steps in %.1f s", n, time.perf_counter() - t0)
+        if self.is_main:
+            self.save_state()
+
+    def init_from(self, path: str | Path) -> list[str]:
+        """Load the networks found in ``path`` (see ``TrainConfig.init_from``); returns the names loaded."""
+        from ..checkpoints import read_config
+        from ..inference import GENERATOR_KIND
+        from ..paths import REPO_ROOT
+
+        p = Path(path)
+        p = p if p.is_absolute() or p.exists() else REPO_ROOT / p
+        d = resolve_state_dir(p) if (p / "state" / "config.json").is_file() else p
+        cfg = read_config(d)
+        if cfg.get("model") != self.cfg.model:
+            raise CheckpointError(f"init_from {d}: weights of model {cfg.get('model')!r}, config says {self.cfg.model!r}")
+        tensors, _ = load_checkpoint(d)
+        if cfg.get("kind") == GENERATOR_KIND:
+            load_state_into(self.gan.gen_ab, tensors, what=f"init_from {d}")
+            loaded = ["gen_ab"]
+        elif cfg.get("kind") in (STATE_KIND, compact.KIND):
+            loaded = []
+            for name in NETS:
+                sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+                load_state_into(getattr(self.gan, name), sub, what=f"init_from {d} ({name})")
+                loaded.append(name)
+        else:
+            raise CheckpointError(f"init_from {d}: kind {cfg.get('kind')!r} is neither a generator export nor a training state")
+        log.info("initialised %s from %s", ", ".join(loaded), d)
+        return loaded
+
+    def _share(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        if self.world == 1:
+            return batch
+        per = self.cfg.batch_size // self.world
+        return tuple(t[self.rank * per : (self.rank + 1) * per] for t in batch)
+
     def run(self) -> dict[str, Any]:
         """Train from ``self.step`` to the end (or ``max_steps``); save, validate and export on the way."""
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.step == 0 and self.cfg.init_from and not self._resumed:
+            self.init_from(self.cfg.init_from)
+        if not self.warm_done and self.step == 0:
+            self.warm_start()
         end = self.end_step()
         log_file = self._open_log() if self.is_main else io.StringIO()  # one writer: process 0
         writer = csv.DictWriter(log_file, fieldnames=list(LOG_COLUMNS))
@@ -271,6 +362,7 @@ class Trainer:
         steps_done = 0
         stopped_early = False
         bar = tqdm(total=end, initial=self.step, desc=f"train {self.cfg.model}", unit="step", disable=not (self.progress and self.is_main), dynamic_ncols=True)
+        stop = _StopSignal()
         try:
             while self.step < end:
                 ts = time.perf_counter()
@@ -284,12 +376,19 @@ class Trainer:
                 bar.set_postfix(G=f"{terms['G_loss']:.3f}", D=f"{terms['D_loss']:.3f}", lr=f"{terms['lr']:.2e}")
                 if self.step % 10 == 0:
                     log_file.flush()
+                self._recent.append((time.perf_counter(), self.step))
+                self._progress_step(terms, end)
                 self._after_step(log_file)
                 if self.cfg.max_minutes and self.step < end and time.perf_counter() - t0 > 60.0 * self.cfg.max_minutes:
                     stopped_early = True
                     log.warning("max_minutes=%s reached at step %d of %d: stopping early", self.cfg.max_minutes, self.step, end)
                     break
+                if stop.requested and self.step < end:
+                    stopped_early = True
+                    log.warning("%s at step %d of %d: saving the state and stopping", stop.requested, self.step, end)
+                    break
         finally:
+            stop.restore()
             bar.close()
             log_file.close()
         elapsed = time.perf_counter() - t0
@@ -313,7 +412,8 @@ class Trainer:
         if not self.is_main:
             return
         epoch_end = self.step % self.steps_per_epoch == 0
-        if epoch_end or (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0):
+        timed = bool(self.cfg.checkpoint_minutes) and time.perf_counter() - self._last_save > 60.0 * self.cfg.checkpoint_minutes
+        if epoch_end or timed or (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0):
             log_file.flush()
             if self.step < self.end_step():
                 self.save_state()
@@ -321,6 +421,25 @@ class Trainer:
         if epoch_end and self.cfg.export_every and epoch % self.cfg.export_every == 0 and self.step < self.end_step():
             self.validate()
             self.export()
+
+    def _progress(self, text: str, every_s: float = 0.0) -> None:
+        """Append one line to ``<out>/progress.log`` (human-readable; at most every ``every_s`` seconds)."""
+        now = time.perf_counter()
+        if not self.is_main or (every_s and now - self._last_progress < every_s):
+            return
+        self._last_progress = now
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        with open(self.out / "progress.log", "a") as fh:
+            fh.write(f"{stamp} {self.cfg.model} {text}\n")
+
+    def _progress_step(self, terms: dict[str, float], end: int) -> None:
+        self._recent = self._recent[-50:]
+        (t_a, s_a), (t_b, s_b) = self._recent[0], self._recent[-1]
+        rate = (s_b - s_a) * self.cfg.batch_size / (t_b - t_a) if t_b > t_a else float("nan")
+        val = f" | last {_val_text(self.last_val)}" if self.last_val else ""
+        eta_h = (end - self.step) * self.cfg.batch_size / rate / 3600 if rate == rate and rate > 0 else float("nan")
+        self._progress(f"step {self.step}/{end} epoch {self.step / self.steps_per_epoch:.2f}/{self.cfg.epochs} | {rate:.2f} crops/s "
+                       f"(ETA {eta_h:.1f} h) | G {terms['G_loss']:.3f} D {terms['D_loss']:.3f} lr {terms['lr']:.2e}{val}", every_s=120)
 
     def _open_log(self) -> Any:
         return open_step_log(self.out / "train_log.csv", LOG_COLUMNS, self.step)
@@ -344,8 +463,15 @@ class Trainer:
         gen.train()
         p = torch.cat(probs).numpy()
         is_a = np.array([d == "A" for d in val.domains])
-        self.last_val = nan_to_none({"step": self.step, "n": int(len(p)), "all": point_metrics(val.labels, p), "domain_A": point_metrics(val.labels[is_a], p[is_a])})
+        self.last_val = nan_to_none({"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 3), "n": int(len(p)),
+                                     "all": point_metrics(val.labels, p), "domain_A": point_metrics(val.labels[is_a], p[is_a])})
+        if self.cfg.val_restoration:
+            self.last_val["restoration"] = restval.restoration_metrics(
+                gen, restval.pick_images(val.images, val.domains, self.cfg.val_restoration), passes=self.cfg.val_passes,
+                seed=self.cfg.seed, device=self.device, autocast=self._autocast)
         log.info("validation at step %d: %s", self.step, self.last_val)
+        self._last_progress = 0.0
+        self._progress(_val_text(self.last_val))
         with open(self.out / "val_log.jsonl", "a") as fh:  # one line per validation, for choosing an epoch
             fh.write(json.dumps(self.last_val, default=_json_default) + "\n")
         return self.last_val
@@ -360,7 +486,11 @@ class Trainer:
             "data_split": self.data.split,
             "validation": self.last_val,
         }
-        return export_generator(self.gan.gen_ab, self.cfg.model, out_dir or self.out / "generator", extra=json.loads(json.dumps(extra, default=_json_default)), dtype=dtype)
+        extra = json.loads(json.dumps(extra, default=_json_default))
+        gen_dir = export_generator(self.gan.gen_ab, self.cfg.model, out_dir or self.out / "generator", extra=extra, dtype=dtype)
+        if self.cfg.keep_exports and out_dir is None:
+            export_generator(self.gan.gen_ab, self.cfg.model, self.out / "exports" / f"step-{self.step:07d}", extra=extra, dtype=dtype)
+        return gen_dir
 
     # ------------------------------------------------------------------------------------- training state
     def save_state(self, state_dir: str | Path | None = None) -> Path:
@@ -373,16 +503,26 @@ class Trainer:
             if len(pool):
                 tensors[name] = pool.state()
         cfg = {"kind": STATE_KIND, "model": self.cfg.model, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
-               "total_steps": self.total_steps, "training": self.cfg.to_dict(), "data_split": self.data.split}
-        save_checkpoint(d, tensors, json.loads(json.dumps(cfg, default=_json_default)))
+               "total_steps": self.total_steps, "warm_done": self.warm_done, "training": self.cfg.to_dict(), "data_split": self.data.split}
+        cfg = json.loads(json.dumps(cfg, default=_json_default))
+        save_checkpoint(d, tensors, cfg)
         tmp = d / "optim.pt.tmp"
         torch.save({"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}, tmp)
         tmp.replace(d / "optim.pt")
+        self._last_save = time.perf_counter()
+        if self.cfg.compact_state and state_dir is None:
+            nets = {name: getattr(self.gan, name).state_dict() for name in NETS}
+            if compact.save(self.cfg.compact_state, nets, {"opt_g": self.opt_g, "opt_d": self.opt_d}, {**cfg, "kind": compact.KIND},
+                            max_bytes=int(self.cfg.compact_state_mib * 2**20)):
+                compact.copy_logs(self.out, self.cfg.compact_state)
         return d
 
     def load_state(self, state_dir: str | Path) -> None:
         d = resolve_state_dir(state_dir)
         tensors, cfg = load_checkpoint(d)
+        if cfg.get("kind") == compact.KIND:
+            self._load_compact(d, tensors, cfg)
+            return
         if cfg.get("kind") != STATE_KIND:
             raise CheckpointError(f"{d}: not a training state (kind {cfg.get('kind')!r})")
         if cfg.get("model") != self.cfg.model:
@@ -398,13 +538,75 @@ class Trainer:
             raise CheckpointError(f"{d}: cannot read optim.pt ({exc})") from None
         self.opt_g.load_state_dict(opt["opt_g"])
         self.opt_d.load_state_dict(opt["opt_d"])
+        self._set_step(d, cfg)
+
+    def _set_step(self, d: Path, cfg: dict[str, Any]) -> None:
+        self._resumed = True
         self.step = int(cfg["step"])
+        self.warm_done = bool(cfg.get("warm_done", True))
         if int(cfg.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
             raise CheckpointError(f"{d}: steps per epoch differ ({cfg.get('steps_per_epoch')} vs {self.steps_per_epoch}): data or batch size changed")
+
+    def _load_compact(self, d: Path, tensors: dict[str, torch.Tensor], cfg: dict[str, Any]) -> None:
+        """Resume from a compact state (bf16 weights and Adam moments, no pools): close to, not bit-equal to, the run."""
+        if cfg.get("model") != self.cfg.model:
+            raise CheckpointError(f"{d}: compact state is for model {cfg.get('model')!r}, config says {self.cfg.model!r}")
+        nets = {name: getattr(self.gan, name) for name in NETS}
+        compact.load(d, tensors, nets, {"opt_g": self.opt_g, "opt_d": self.opt_d}, self.device)
+        if not (self.out / "train_log.csv").exists():
+            compact.copy_logs(d, self.out)  # the run's history, so that logs and curves continue on a fresh machine
+        self._set_step(d, cfg)
+        log.info("resumed from the compact state %s at step %d (bf16 weights and moments; history pools empty)", d, self.step)
+
+
+def _val_text(v: dict[str, Any]) -> str:
+    """One readable line of validation figures (progress log)."""
+    def f(x: Any, fmt: str = ".3f") -> str:
+        return "-" if x is None else format(x, fmt)
+
+    text = (f"val @ step {v.get('step')} (epoch {v.get('epoch')}): AUC {f(v.get('all', {}).get('auc'))}, "
+            f"F1 {f(v.get('all', {}).get('f1'))}, AUC domain A {f(v.get('domain_A', {}).get('auc'))}")
+    r = v.get("restoration")
+    if r:
+        text += (f" | {r['passes']} passes: SSIM to input {r['ssim_to_input']:.3f}, change {r['mean_abs_change']:.2f} grey levels, "
+                 f"blur+noise PSNR {r['psnr_degraded']:.2f} -> {r['psnr_restored']:.2f} dB ({r['psnr_gain']:+.2f})")
+    return text
+
+
+class _StopSignal:
+    """SIGTERM/SIGINT during training: finish the current step, save, validate, export, then return."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.requested = ""
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self.requested:  # a second signal: give up at once
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def state_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The training config stored in a state folder, with overrides (e.g. a larger ``max_steps``)."""
+    from ..checkpoints import read_config
+
+    if read_config(resolve_state_dir(path)).get("kind") == compact.KIND:
+        return config_from_dict(state_training_dict(path, compact.KIND, "a compact training state"), overrides)
     return config_from_dict(state_training_dict(path, STATE_KIND, "a training state"), overrides)
 
 
