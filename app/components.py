@@ -19,6 +19,9 @@ import streamlit as st
 
 NOTICE = "Research use only, not for diagnosis."
 GRID_KEY = "r2c-grid"
+#: the longest image side the voting page sends: Streamlit's st.image re-encodes anything wider than its maximum
+#: content width (1460 px), which would undo the equal-size padding of study.voting.display_pngs
+MAX_IMAGE_SIDE = 1460
 PREFETCH_KEY = "r2c-prefetch"
 _PREFETCH_CSS = ("<style>.st-key-r2c-prefetch{position:absolute!important;left:-10000px;top:0;width:64px;"
                  "height:64px;overflow:hidden;opacity:0;pointer-events:none}</style>")

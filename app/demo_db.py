@@ -10,7 +10,12 @@ or when ``R2C_DEMO_DB=1`` names a new database, :func:`ensure_demo_database` cre
 * a small restoration study ("Demo study": 6 Hannover (mhh) cases plus 1 practice case) rendered with the
   bundled weights (:class:`r2c_core.study_renderer.R2CRenderer`), or with the synthetic renderer and a
   visible notice when no restoration weights are bundled. Without a data folder the study is skipped and
-  the admin page can build one from any folder of images.
+  the admin page can build one from any folder of images. The demo reader votes in this study;
+* a **simulated** study ("Simulated study (demo data, not real votes)", :func:`study.simstudy.simulate_study`):
+  generated cases voted through the real voting service by simulated readers, so that every statistic of the
+  dashboard (Tables III/IV, intervals, tests, position bias, ranking, agreement) shows from the first minute.
+  It is flagged ``simulated`` (``Study.simulated``): the dashboard shows a banner, exports carry a column and
+  a notice. Its readers (``sim-reader-N``) have no usable access codes.
 
 Run it ahead of the server (``scripts/run_app.sh`` does) with ``python -m app.demo_db``.
 """
@@ -34,7 +39,7 @@ from study import audit
 from study.accounts import add_reader
 from study.builder import StudySpec, build_study
 from study.db import connect
-from study.models import AuditEvent, Reader, Study
+from study.models import Reader, Study
 from study.render import SyntheticRenderer
 from study.security import ALPHABET, SECRET_LEN, SELECTOR_LEN, hash_secret
 
@@ -43,10 +48,13 @@ from .settings import AppSettings, load_settings
 log = logging.getLogger(__name__)
 
 #: The audit action that marks a database as the auto-created demo database.
-DEMO_FLAG = "demo_database"
+DEMO_FLAG = audit.DEMO_DATABASE
 DEMO_STUDY = "Demo study"
 #: alias -> role of the demo accounts (the alias is also the account's name)
 DEMO_ACCOUNTS = {"demo-reader": "reader", "demo-researcher": "researcher", "demo-admin": "admin"}
+SIMULATED_STUDY = "Simulated study (demo data, not real votes)"
+SIMULATED_READERS = 5
+SIMULATED_CASES = 30
 DEMO_SOURCE = "mhh"
 DEMO_CASES = 6
 DEMO_PRACTICE = 1
@@ -82,7 +90,7 @@ def sqlite_file(url: str) -> Path | None:
 
 def is_demo_database(session: Session) -> bool:
     """Whether this database carries the demo flag."""
-    return session.scalar(select(AuditEvent.id).where(AuditEvent.action == DEMO_FLAG).limit(1)) is not None
+    return audit.is_demo_database(session)
 
 
 def resolve_alias(session: Session, typed: str) -> str:
@@ -140,7 +148,7 @@ def _build_demo_study(factory: sessionmaker[Session], settings: AppSettings, pro
     renderer, methods, name = pick_renderer(settings.weights_root, settings.device)
     spec = StudySpec(name=DEMO_STUDY, manifest=manifest, kind="restoration", methods=methods, split=None,
                      n_cases=DEMO_CASES, seed=7, allocation="overlap", n_practice=DEMO_PRACTICE,
-                     method_settings={"renderer": name})
+                     method_settings={"renderer": name, "demo": True})
     study_id = build_study(factory, spec, renderer, assets=settings.assets, data_root=settings.data_dir,
                            progress=progress, show_bar=False)
     with factory.begin() as session:
@@ -148,6 +156,19 @@ def _build_demo_study(factory: sessionmaker[Session], settings: AppSettings, pro
         if study is not None and not study.settings.get("demo"):
             study.settings = {**study.settings, "demo": True}
     return name
+
+
+def _build_simulated_study(factory: sessionmaker[Session], settings: AppSettings) -> None:
+    from study.simstudy import simulate_study
+
+    with factory.begin() as session:
+        if session.scalar(select(Study.id).where(Study.name == SIMULATED_STUDY)) is not None:
+            return
+    simulate_study(factory, seed=11, assets=settings.assets, n_readers=SIMULATED_READERS, n_cases=SIMULATED_CASES,
+                   name=SIMULATED_STUDY)
+    with factory.begin() as session:
+        study = session.scalar(select(Study).where(Study.name == SIMULATED_STUDY))
+        study.settings = {**study.settings, "demo": True}
 
 
 def demo_renderer_name(session: Session) -> str | None:
@@ -169,8 +190,9 @@ def ensure_demo_database(settings: AppSettings | None = None, progress: Progress
             if not is_demo_database(session):
                 return DemoStatus(is_demo=False)
             has_study = session.scalar(select(Study.id).where(Study.name == DEMO_STUDY)) is not None
+            has_sim = session.scalar(select(Study.id).where(Study.name == SIMULATED_STUDY)) is not None
             renderer = demo_renderer_name(session)
-        if has_study and renderer:
+        if has_study and renderer and has_sim:
             return DemoStatus(is_demo=True, renderer=renderer)
     elif not settings.demo_allowed:
         return DemoStatus(is_demo=False)
@@ -180,7 +202,12 @@ def ensure_demo_database(settings: AppSettings | None = None, progress: Progress
         if not is_demo_database(session):
             audit.record(session, DEMO_FLAG, detail={"note": "auto-created demo database with fixed demo codes"})
         _ensure_accounts(session)
-    renderer = _build_demo_study(factory, settings, progress)
+    with factory.begin() as session:
+        has_study = session.scalar(select(Study.id).where(Study.name == DEMO_STUDY)) is not None
+        renderer = demo_renderer_name(session)
+    if not (has_study and renderer):
+        renderer = _build_demo_study(factory, settings, progress)
+    _build_simulated_study(factory, settings)
     note = "" if renderer else f"no X-ray data in {settings.data_dir}: demo study skipped"
     return DemoStatus(is_demo=True, created=fresh, study_built=renderer is not None, renderer=renderer, note=note)
 

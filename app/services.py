@@ -5,9 +5,11 @@ and shared by every session; pages receive them from here and never build their 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,3 +146,20 @@ def device_label() -> str:
 
         return f"CUDA ({torch.cuda.get_device_name(dev)})"
     return dev.type.upper()
+
+
+#: one demo job at a time in this server process: restoring and segmenting an upload takes seconds of every core,
+#: so a second visitor waits (up to DEMO_WAIT_S) instead of both competing with the voting readers (issue 16)
+_DEMO_SLOT = threading.BoundedSemaphore(1)
+DEMO_WAIT_S = 60.0
+
+
+@contextlib.contextmanager
+def demo_slot(timeout: float | None = None):
+    """Yields True while this session holds the server's one demo slot, False when it waited ``timeout`` s in vain."""
+    got = _DEMO_SLOT.acquire(timeout=DEMO_WAIT_S if timeout is None else timeout)
+    try:
+        yield got
+    finally:
+        if got:
+            _DEMO_SLOT.release()

@@ -78,6 +78,7 @@ def _sidebar(user: auth.User | None) -> None:
 
 
 def main() -> None:
+    auth.revalidate(services.backend().factory)  # an account changed or an idle session ends here, before any page
     user = auth.current_user()
     st.set_page_config(page_title="r2c reader study", page_icon=":material/radiology:", layout="wide",
                        initial_sidebar_state="collapsed" if user and user.role == "reader" else "auto")

@@ -71,7 +71,7 @@ def build(root: Path, n_cases: int, n_readers: int) -> tuple[dict[str, str], dic
 
     url = f"sqlite:///{root / 'study.db'}"
     env = {"R2C_DB_URL": url, "R2C_ASSETS": str(root / "assets"), "R2C_WEIGHTS": str(root / "weights"),
-           "R2C_DEMO_DB": "0"}
+           "R2C_DEMO_DB": "0", "R2C_MIN_DWELL_S": "0"}  # the benchmark clicks as soon as a query is painted
     if has_data():
         m = pd.read_csv(data_dir() / "MANIFEST.csv", dtype=str, keep_default_na=False)
         part = m[m["source"] == "mhh"].copy()
@@ -111,7 +111,7 @@ class Background:
 
         from study.accounts import start_sitting
         from study.models import Reader
-        from study.voting import next_query, rendition_png, submit_vote
+        from study.voting import display_pngs, next_query, submit_vote
 
         rng = random.Random(seed)
         with self.factory.begin() as s:
@@ -123,9 +123,8 @@ class Background:
                     view = next_query(s, rid, sitting_id=sitting)
                 if view is None:
                     return
-                with self.factory.begin() as s:
-                    for k in range(1, view.n_slots + 1):
-                        rendition_png(s, rid, view.query_token, k, assets=self.assets)
+                with self.factory.begin() as s:  # what the voting page fetches: the padded display images
+                    display_pngs(s, rid, view.query_token, assets=self.assets)
                 if self.stop.wait(rng.uniform(0.2, 1.8) * self.think):
                     return
                 with self.factory.begin() as s:

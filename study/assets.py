@@ -38,6 +38,39 @@ def encode_png(gray: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+#: the private ancillary PNG chunk that carries padding (decoders skip it; the pixels are untouched)
+PAD_CHUNK = b"rdPd"
+
+
+def pad_png(data: bytes, total: int, filler: bytes) -> bytes:
+    """``data`` (a PNG) grown to exactly ``total`` bytes by one :data:`PAD_CHUNK` chunk before IEND, its payload
+    taken from ``filler`` (repeated as needed). ``total`` must leave room for the chunk's 12 bytes of framing."""
+    import struct
+    import zlib
+
+    n = total - len(data) - 12
+    if n < 0:
+        raise RenditionError(f"cannot pad a {len(data)}-byte PNG to {total} bytes")
+    if not data.endswith(b"IEND\xaeB`\x82") or len(data) < 20:
+        raise RenditionError("not a PNG ending in IEND")
+    payload = (filler * (n // max(1, len(filler)) + 1))[:n] if filler else b"\0" * n
+    chunk = struct.pack(">I", n) + PAD_CHUNK + payload + struct.pack(">I", zlib.crc32(PAD_CHUNK + payload) & 0xFFFFFFFF)
+    iend = len(data) - 12
+    return data[:iend] + chunk + data[iend:]
+
+
+def fit_png(data: bytes, max_side: int) -> bytes:
+    """The PNG itself when both sides are at most ``max_side``, else the image shrunk to fit (Lanczos, aspect kept),
+    re-encoded without metadata. Every rendition of a query has the same size, so all shrink alike."""
+    with Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+        if max(w, h) <= max_side:
+            return data
+        scale = max_side / max(w, h)
+        small = im.convert("L").resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+    return encode_png(np.asarray(small, dtype=np.uint8))
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -52,9 +85,13 @@ def store_png(root: Path, data: bytes) -> str:
     path = asset_path(root, sha)
     if path.is_file() and path.stat().st_size == len(data):
         return sha
-    path.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (root, path.parent):  # 0700: renditions are study material (they would unblind a reader)
+        if not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
     os.replace(tmp, path)
     return sha
 

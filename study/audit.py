@@ -24,6 +24,10 @@ VOTE = "vote"
 VOTE_UNDONE = "vote_undone"
 VOTE_CHANGED = "vote_changed"
 EXPORT = "export"
+SIGN_IN_LOCKED = "sign_in_rate_limited"  # one row per lockout (address or account), not per refused try
+LOCKOUT_LIFTED = "lockout_lifted"
+#: marks the auto-created demo database (fixed, publicly known demo codes): no real study may live there
+DEMO_DATABASE = "demo_database"
 
 _INSERT = AuditEvent.__table__.insert()
 
@@ -53,3 +57,10 @@ def record(
             "detail": detail or {},
         },
     )
+
+
+def is_demo_database(session: Session) -> bool:
+    """Whether this database is the auto-created demo database (it carries the :data:`DEMO_DATABASE` entry)."""
+    from sqlalchemy import select
+
+    return session.scalar(select(AuditEvent.id).where(AuditEvent.action == DEMO_DATABASE).limit(1)) is not None

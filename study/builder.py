@@ -130,6 +130,15 @@ def _add_cases(session: Session, study: Study, rows: Any, role: str) -> None:
         )
 
 
+#: why a real study is refused in the demo database (issue 16: its demo codes are public)
+DEMO_REFUSAL = ("this is the demo database, whose demo access codes are public: a real study cannot be built or opened "
+                "here. Start a study deployment with a database of its own (bash scripts/run_study.sh, docs/APP.md).")
+
+
+def _is_demo_content(settings: dict[str, Any]) -> bool:
+    return bool(settings.get("demo") or settings.get("simulated"))
+
+
 def create_study(session: Session, spec: StudySpec) -> Study:
     """Record the study and pick its cases; returns the existing study when resuming with the same spec."""
     spec.validate()
@@ -137,6 +146,8 @@ def create_study(session: Session, spec: StudySpec) -> Study:
     if existing is not None:
         _check_same(existing, spec)
         return existing
+    if audit.is_demo_database(session) and not _is_demo_content(spec.method_settings):
+        raise StudyError(DEMO_REFUSAL)
     manifest = read_manifest(spec.manifest)
     cases = select_cases(manifest, split=spec.split, n=spec.n_cases, seed=spec.seed)
     study = Study(
@@ -408,6 +419,9 @@ def set_status(session: Session, study_ref: Study | int | str, status: str) -> S
     study = get_study(session, study_ref)
     if status not in STUDY_STATUSES:
         raise StudyError(f"unknown status {status!r} (expected {', '.join(STUDY_STATUSES)})")
+    if status == "open" and audit.is_demo_database(session) and not (
+            _is_demo_content(study.settings or {}) or _is_demo_content((study.settings or {}).get("method_settings") or {})):
+        raise StudyError(DEMO_REFUSAL)
     if status == "open" and not renditions_complete(session, study):
         raise StudyError(f"study {study.name!r} cannot open before every rendition is built")
     if study.status != status:

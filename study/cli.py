@@ -60,6 +60,22 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from .backup import backup
+
+    n = backup(args.db, args.out)
+    print(f"backup written to {args.out}: " + ", ".join(f"{v} {k}" for k, v in n.items()))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from .backup import restore
+
+    n = restore(args.source, args.db, force=args.force)
+    print(f"restored from {args.source}: " + ", ".join(f"{v} {k}" for k, v in n.items()))
+    return 0
+
+
 def cmd_add_reader(args: argparse.Namespace) -> int:
     from .accounts import add_reader
 
@@ -243,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("init", cmd_init, "create or upgrade the study database schema")
+    p = add("backup", cmd_backup, "write a consistent copy of the (SQLite) study database while the app runs")
+    p.add_argument("--out", required=True, help="backup file to create (never overwritten)")
+    p = add("restore", cmd_restore, "copy a backup into the (SQLite) study database")
+    p.add_argument("--from", dest="source", required=True, help="backup file")
+    p.add_argument("--force", action="store_true", help="replace an existing database (stop the app first)")
     p = add("add-reader", cmd_add_reader, "add a reader and print their one-time access code")
     p.add_argument("name")
     p.add_argument("--role", default="reader", choices=["reader", "researcher", "admin"])

@@ -109,6 +109,24 @@ def _setup_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # last try; raises the wrapped error if still locked
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Create a SQLite database file (and its folder) readable by this user only: the database holds the study's
+    secret key and the slot-to-method map. The folder is made 0700 when this creates it; the file is created 0600,
+    and an existing one is tightened to 0600 (SQLite gives its -wal and -shm files the database file's mode)."""
+    import os
+    import stat
+
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    try:
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:  # not ours to change (read-only mount, another owner): SQLite will say what it can do
+        pass
+
+
 def make_engine(url: str | None = None, *, busy_timeout_ms: int | None = None, **kwargs: Any) -> Engine:
     """An engine for ``url`` (see :func:`resolve_url`), with the SQLite settings of the module doc."""
     resolved = resolve_url(url)
@@ -116,7 +134,7 @@ def make_engine(url: str | None = None, *, busy_timeout_ms: int | None = None, *
     if parsed.get_backend_name() == "sqlite":
         db = parsed.database
         if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(Path(db).expanduser())
         engine = create_engine(resolved, **kwargs)
         _setup_sqlite(engine, busy_timeout_ms if busy_timeout_ms is not None else _busy_timeout_ms())
         return engine

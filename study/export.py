@@ -91,6 +91,10 @@ def tidy_votes(session: Session, study_ref: Study | int | str) -> pd.DataFrame:
     return df
 
 
+SIMULATED_NOTICE = ("SIMULATED DATA: every vote in these files was cast by a simulated reader (study.simstudy), not by a "
+                    "doctor. They show what the analysis looks like; they are not results.")
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "study"
 
@@ -99,10 +103,30 @@ def has_parquet() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
+#: a cell starting with one of these is a formula to a spreadsheet (CSV injection); a tab or carriage return too
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy in which every text cell that a spreadsheet would run as a formula (``=1+1``, ``@SUM(..)``,
+    ``+cmd|...``, ``-2+3``) starts with an apostrophe instead, so reader comments and names stay text when a CSV
+    export is opened (OWASP CSV injection). Numbers are left alone; Parquet files keep the raw text."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v)
+    return out
+
+
+def to_csv_bytes(df: pd.DataFrame, index: bool = False) -> bytes:
+    """CSV bytes of :func:`spreadsheet_safe` ``df`` (the app's downloads)."""
+    return spreadsheet_safe(df).to_csv(index=index).encode("utf-8")
+
+
 def _write(df: pd.DataFrame, base: Path, formats: tuple[str, ...], index: bool = False) -> list[Path]:
     out = []
     if "csv" in formats:
-        df.to_csv(base.with_suffix(".csv"), index=index)
+        spreadsheet_safe(df).to_csv(base.with_suffix(".csv"), index=index)
         out.append(base.with_suffix(".csv"))
     if "parquet" in formats and has_parquet():
         df.to_parquet(base.with_suffix(".parquet"), index=index)
@@ -120,13 +144,20 @@ def export_study(session: Session, study_ref: Study | int | str, out_dir: str | 
     prefix = _slug(study.name)
     tidy = tidy_votes(session, study)
     s = st.summary(tidy, methods=list(study.methods))
-    files = _write(tidy, out / f"{prefix}_votes", formats)
+    files = []
+    if study.simulated:  # never mistaken for a real study once the files leave the app
+        prefix = "SIMULATED_" + prefix
+        tidy = tidy.assign(simulated=True)
+        notice = out / f"{prefix}_NOTICE.txt"
+        notice.write_text(SIMULATED_NOTICE + "\n")
+        files.append(notice)
+    files += _write(tidy, out / f"{prefix}_votes", formats)
     for key in ("selection", "uniformity", "pairwise", "by_label", "by_source", "reading_time", "repeats"):
         files += _write(s[key], out / f"{prefix}_{key}", formats)
     files += _write(s["table"].reset_index(), out / f"{prefix}_table", formats)
     agreement = out / f"{prefix}_agreement.json"
-    agreement.write_text(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                     for k, v in s["agreement"].items()}, indent=2) + "\n")
+    agreement.write_text(json.dumps({**{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                        for k, v in s["agreement"].items()}, "simulated": study.simulated}, indent=2) + "\n")
     files.append(agreement)
     audit.record(session, audit.EXPORT, reader_id=actor, study_id=study.id,
                  detail={"dir": str(out), "files": [f.name for f in files], "rows": len(tidy)})

@@ -113,6 +113,11 @@ class Study(Base):
 
     cases: Mapped[list[Case]] = relationship(back_populates="study", order_by="Case.id")
 
+    @property
+    def simulated(self) -> bool:
+        """Votes cast by simulated readers (``settings["simulated"]``, set by :mod:`study.simstudy`), never doctors."""
+        return bool((self.settings or {}).get("simulated"))
+
 
 class Case(Base):
     __tablename__ = "cases"

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from .models import Case, Query, Reader, Study, Vote
 
 STUDY_COLUMNS = ["id", "name", "kind", "allocation", "status", "methods", "cases", "practice_cases", "readers",
-                 "queries", "answered"]
+                 "queries", "answered", "simulated"]
 READER_COLUMNS = ["id", "name", "role", "active", "created", "votes"]
 
 
@@ -29,7 +29,7 @@ def studies(session: Session) -> pd.DataFrame:
         rows.append({"id": s.id, "name": s.name, "kind": s.kind, "allocation": s.allocation, "status": s.status,
                      "methods": len(s.methods), "cases": int(cases.get(s.id, 0)),
                      "practice_cases": int(practice.get(s.id, 0)), "readers": readers, "queries": queries,
-                     "answered": answered})
+                     "answered": answered, "simulated": s.simulated})
     return pd.DataFrame(rows, columns=STUDY_COLUMNS)
 
 

@@ -24,11 +24,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from .accounts import add_reader, start_sitting
 from .builder import StudySpec, build_study
 from .errors import StudyError
-from .models import Query, Reader, Vote, utcnow
+from .models import Query, Reader, Study, Vote, utcnow
 from .render import DEFAULT_METHODS, SyntheticRenderer
 from .voting import next_query, query_id_for_token, query_slot_methods, submit_vote
 
 log = logging.getLogger(__name__)
+
+#: key in ``Study.settings`` that marks a study whose votes were cast by simulated readers (never real doctors):
+#: the dashboard shows a banner, exports carry a ``simulated`` column and a notice file (``Study.simulated``).
+SIMULATED = "simulated"
 
 #: Simulated panel: preference weights per method (restored versions mildly preferred, as in the paper).
 PANEL: tuple[dict[str, float], ...] = (
@@ -136,9 +140,13 @@ def simulate_study(factory: sessionmaker[Session], *, seed: int = 0, assets: str
         manifest = write_synthetic_manifest(Path(tmp), n_cases + n_practice, seed)
         spec = StudySpec(name=name, manifest=manifest, kind="restoration", methods=tuple(methods), split="test",
                          n_cases=n_cases, seed=seed, allocation="overlap", readers=tuple(readers),
-                         repeat_fraction=repeat_fraction, repeat_min_gap=repeat_min_gap, n_practice=n_practice)
+                         repeat_fraction=repeat_fraction, repeat_min_gap=repeat_min_gap, n_practice=n_practice,
+                         method_settings={SIMULATED: True})
         study_id = build_study(factory, spec, SyntheticRenderer("restoration", working_size=32), assets=assets,
                                show_bar=show_bar)
+    with factory.begin() as session:
+        study = session.get(Study, study_id)
+        study.settings = {**(study.settings or {}), SIMULATED: True}
     rng = np.random.default_rng(seed)
     start = utcnow().replace(microsecond=0)
     total = 0

@@ -291,6 +291,43 @@ def rendition_png(session: Session, reader: Reader | int, query_token: str, slot
     return load_png(assets_dir(assets), sha)
 
 
+def display_pngs(session: Session, reader: Reader | int, query_token: str, *, assets: str | Path | None = None,
+                 max_side: int = 1460) -> list[bytes]:
+    """The images of one of the reader's queries exactly as the browser should get them, slot 1 first.
+
+    Blinding (nothing in the bytes, their size or their URL tells a method apart):
+
+    * every image is at most ``max_side`` pixels a side (shrunk here, alike for all slots, so the page's image
+      element passes the bytes through untouched instead of re-encoding them);
+    * all images of the query have **the same byte size**: each is padded with a private PNG chunk to the largest
+      one's size plus a per-query random amount (PNG compression otherwise gives a method away by its size);
+    * the padding is keyed by the study's secret key, the reader, the query and the slot, so **every reader gets
+      different bytes**, hence different content-hash URLs, for the same rendition, and the same reader gets the
+      same bytes again on a reload (browser caching and prefetching keep working).
+
+    The pixels are those of the stored renditions (after the shrink, if any); the padding chunk is ignored by
+    every PNG decoder.
+    """
+    import hashlib
+    import hmac
+
+    from .assets import fit_png, pad_png
+
+    rid = _reader_id(reader)
+    row = _row_by_token(session, rid, query_token)
+    if row is None:
+        raise NotFoundError("no such query for this reader")
+    shas = dict(session.execute(
+        select(QuerySlot.slot, Rendition.sha256).join(Rendition, QuerySlot.rendition_id == Rendition.id).where(QuerySlot.query_id == row.id)
+    ).all())
+    root = assets_dir(assets)
+    pngs = [fit_png(load_png(root, shas[k]), max_side) for k in range(1, row.n_slots + 1)]
+    key = str(row.token_key).encode()
+    digest = lambda *parts: hmac.new(key, "|".join(map(str, ("display", rid, row.token, *parts))).encode(), hashlib.sha256).digest()  # noqa: E731
+    total = max(len(p) for p in pngs) + 16 + int.from_bytes(digest("extra")[:2], "big") % 1024
+    return [pad_png(p, total, digest("slot", k) + digest("slot2", k)) for k, p in enumerate(pngs, start=1)]
+
+
 def progress(session: Session, reader: Reader | int, *, study: int | None = None) -> Progress:
     """Answered / total counted queries, and the same for practice, in open studies (or in ``study``)."""
     rid = _reader_id(reader)

@@ -170,6 +170,7 @@ def render_readers() -> None:
             st.error(str(exc))
     if table.empty:
         return
+    _lockouts()
     st.subheader("Change an account")
     names = list(table["name"])
     a, b, c, d = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
@@ -186,6 +187,25 @@ def render_readers() -> None:
                 st.rerun()
     except StudyError as exc:
         st.error(str(exc))
+
+
+def _lockouts() -> None:
+    """Sign-in lockouts in force (an address or an account), each with a button that lifts it (audited)."""
+    user = require_role("admin")
+    with services.factory().begin() as session:
+        current = accounts.lockouts(session)
+    if not current:
+        return
+    st.subheader("Sign-in lockouts")
+    st.caption("After 5 wrong codes in 10 minutes from one address, or for one account from anywhere, sign-in is refused "
+               "for 10 minutes. Lift a lockout once you know who it was.")
+    for i, lock in enumerate(current):
+        a, b = st.columns([4, 1], vertical_alignment="center")
+        a.markdown(f"**{lock['kind']}** `{lock['key']}`")
+        if b.button("Lift", key=f"adm_lift_{i}"):
+            with services.factory().begin() as session:
+                accounts.lift_lockout(session, client_key=lock["client_key"], reader_id=lock["reader_id"], actor=user.id)
+            st.rerun()
 
 
 # -- export --------------------------------------------------------------------------------------------------

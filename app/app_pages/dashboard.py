@@ -11,7 +11,7 @@ import streamlit as st
 
 from study import overview as study_overview
 from study import stats
-from study.export import tidy_votes
+from study.export import tidy_votes, to_csv_bytes
 
 from .. import charts, components, services
 from ..auth import require_role
@@ -32,6 +32,12 @@ def count_table(selection: pd.DataFrame) -> pd.DataFrame:
     return wide.astype("int64")
 
 
+def default_study_index(overview: pd.DataFrame) -> int:
+    """The study shown first: the first one with answered queries (so a dashboard opens on data), else the first."""
+    answered = [i for i, n in enumerate(overview["answered"]) if int(n) > 0]
+    return answered[0] if answered else 0
+
+
 def _filters(tidy: pd.DataFrame) -> pd.DataFrame:
     a, b = st.columns(2)
     labels = sorted(tidy["label"].dropna().unique())
@@ -49,36 +55,46 @@ def _full_report_text(tidy: pd.DataFrame, original: str) -> str:
     return format_report(full_report(tidy, original=original, n_boot=1000))
 
 
-def _selection_tab(tidy: pd.DataFrame, summary: dict, methods: list[str]) -> None:
+#: appended to every section title and chart title of a simulated study
+SIM_TAG = " (SIMULATED DATA)"
+
+
+def _tagged(fig, tag: str):
+    if tag:
+        fig.update_layout(title_text=(fig.layout.title.text or "") + tag)
+    return fig
+
+
+def _selection_tab(tidy: pd.DataFrame, summary: dict, methods: list[str], tag: str = "") -> None:
     sel = summary["selection"]
-    st.subheader("Selection ratio, % [Wilson 95% CI]")
+    st.subheader("Selection ratio, % [Wilson 95% CI]" + tag)
     st.dataframe(ratio_table(sel), key="dash_ratio_table", width="stretch")
-    st.subheader("Selections (counts)")
+    st.subheader("Selections (counts)" + tag)
     st.table(count_table(sel))
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.selections_per_reader(sel), key="dash_chart_stack", width="stretch")
-    c2.plotly_chart(charts.ratio_with_intervals(sel), key="dash_chart_ratio", width="stretch")
-    st.plotly_chart(charts.reading_time_distribution(tidy), key="dash_chart_time", width="stretch")
+    c1.plotly_chart(_tagged(charts.selections_per_reader(sel), tag), key="dash_chart_stack", width="stretch")
+    c2.plotly_chart(_tagged(charts.ratio_with_intervals(sel), tag), key="dash_chart_ratio", width="stretch")
+    st.plotly_chart(_tagged(charts.reading_time_distribution(tidy), tag), key="dash_chart_time", width="stretch")
 
 
-def _tests_tab(summary: dict) -> None:
-    st.subheader("Chi-square test against uniform choice")
+def _tests_tab(summary: dict, tag: str = "") -> None:
+    st.subheader("Chi-square test against uniform choice" + tag)
     st.dataframe(summary["uniformity"], hide_index=True, width="stretch")
-    st.subheader("Each restored method against the original (exact binomial test)")
+    st.subheader("Each restored method against the original (exact binomial test)" + tag)
     st.dataframe(summary["pairwise"], hide_index=True, width="stretch")
     agr = summary["agreement"]
     kappa = agr.get("kappa")
     st.metric("Fleiss' kappa", "-" if kappa is None or (isinstance(kappa, float) and math.isnan(kappa)) else f"{kappa:.3f}",
               help=agr.get("note") or f"{agr.get('n_cases')} cases read by {agr.get('n_raters')} readers")
-    st.subheader("Repeat reads: same choice again")
+    st.subheader("Repeat reads: same choice again" + tag)
     st.dataframe(summary["repeats"], hide_index=True, width="stretch")
-    st.subheader("Reading time (s)")
+    st.subheader("Reading time (s)" + tag)
     st.dataframe(summary["reading_time"], hide_index=True, width="stretch")
 
 
-def _breakdown_tab(summary: dict) -> None:
+def _breakdown_tab(summary: dict, tag: str = "") -> None:
     for key, title in (("by_label", "By label"), ("by_source", "By data source")):
-        st.subheader(title)
+        st.subheader(title + tag)
         st.dataframe(summary[key], hide_index=True, width="stretch")
 
 
@@ -93,11 +109,16 @@ def render() -> None:
         st.info("No studies yet. An administrator can build one on the Studies page.")
         return
     names = dict(zip(overview["id"], overview["name"]))
-    study_id = st.selectbox("Study", list(names), format_func=names.get, key="dash_study")
+    simulated = dict(zip(overview["id"], overview["simulated"]))
+    study_id = st.selectbox("Study", list(names), index=default_study_index(overview), key="dash_study",
+                            format_func=lambda i: f"{names[i]} [SIMULATED]" if simulated[i] and "simulated" not in names[i].lower() else names[i])
     with factory.begin() as session:
         tidy = tidy_votes(session, int(study_id))
         methods = study_overview.study_methods(session, int(study_id))
     row = overview[overview["id"] == study_id].iloc[0]
+    if bool(row["simulated"]):
+        st.warning("**Simulated data.** Every vote in this study was cast by a simulated reader, not by a doctor: it "
+                   "shows what the analysis looks like, not a result. Exports say so too.", icon="⚠️")
     st.caption(f"{row['kind']} study, {row['allocation']} allocation, status **{row['status']}**; "
                f"{row['cases']} cases, {row['readers']} readers")
     if tidy.empty:
@@ -110,24 +131,30 @@ def render() -> None:
     m[1].metric("Answered", answered)
     m[2].metric("Readers", int(view["reader"].nunique()))
     m[3].metric("Cases", int(view["case_id"].nunique()))
-    st.download_button("Download the votes (CSV)", view.to_csv(index=False).encode("utf-8"),
-                       file_name=f"study-{int(study_id)}-votes.csv", mime="text/csv", key="dash_csv")
+    sim = bool(row["simulated"])
+    csv_view = view.assign(simulated=True) if sim else view
+    st.download_button("Download the votes (CSV)", to_csv_bytes(csv_view),
+                       file_name=f"study-{int(study_id)}{'-SIMULATED' if sim else ''}-votes.csv", mime="text/csv", key="dash_csv")
     if answered == 0:
         st.info("No answered queries match the filters yet.")
         return
     summary = stats.summary(view, methods=methods)
+    tag = SIM_TAG if sim else ""
     tabs = st.tabs(["Selection", "Tests", "Breakdown", "Full analysis"])
     with tabs[0]:
-        _selection_tab(view, summary, methods)
+        _selection_tab(view, summary, methods, tag)
     with tabs[1]:
-        _tests_tab(summary)
+        _tests_tab(summary, tag)
     with tabs[2]:
-        _breakdown_tab(summary)
+        _breakdown_tab(summary, tag)
     with tabs[3]:
+        if tag:
+            st.subheader("Full analysis" + tag)
         st.caption("Bootstrap intervals, GEE / mixed models, position bias, ranking and agreement "
                    "(study.analysis; 1000 bootstrap draws).")
         if st.button("Run the full analysis", key="dash_full"):
             st.session_state["dash_full_for"] = int(study_id)
         if st.session_state.get("dash_full_for") == int(study_id):
             original = "original" if "original" in methods else methods[0]
-            st.code(_full_report_text(view, original), language=None)
+            text = _full_report_text(view, original)
+            st.code(("SIMULATED DATA: votes of simulated readers, not a result.\n\n" if sim else "") + text, language=None)

@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 import logging
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from r2c_core.demo import DemoResult, run_demo
+from r2c_core.demo import DemoResult, downsized, run_demo
 from r2c_core.errors import ImageLoadError, R2CError
 from r2c_core.imageio import read_xray
 
@@ -20,6 +21,8 @@ from ..auth import current_user
 log = logging.getLogger(__name__)
 
 RESULT = "r2c_demo_result"
+#: (image digest, shape, packed bits) of the original's lung mask: reused when only the model or passes change
+MASK = "r2c_demo_mask"
 MAX_UPLOAD_MB = 64
 UPLOAD_TYPES_HELP = "PNG, JPEG, TIFF or DICOM; 8- or 16-bit, gray or colour (converted to gray)"
 
@@ -77,18 +80,25 @@ def _run(data: bytes, name: str, model: str, passes: int) -> DemoResult | None:
     cached = st.session_state.get(RESULT)
     if cached is not None and cached[0] == key:
         return cached[1]
-    known_mask = cached[1].mask_original if cached is not None and cached[0][0] == digest else None
+    st.session_state.pop(RESULT, None)  # never two results of one session in memory
+    packed = st.session_state.get(MASK)
+    known_mask = (np.unpackbits(packed[2], count=int(np.prod(packed[1]))).reshape(packed[1]).astype(bool)
+                  if packed is not None and packed[0] == digest else None)
     try:
         gray = read_xray(data, name=name)
     except ImageLoadError as exc:
         st.error(str(exc))
         return None
-    bar = st.progress(0.0, text="Loading the models…")
+    bar = st.progress(0.0, text="Waiting for the models (one demo runs at a time)…")
     try:
-        restorer = services.restorer(model)
-        segmenter = services.segmenter()
-        result = run_demo(gray, restorer, segmenter, passes, progress=lambda msg, f: bar.progress(f, text=msg),
-                          original_mask=known_mask)
+        with services.demo_slot() as got:
+            if not got:
+                st.warning("The server is busy with other demo images. Please try again in a minute.")
+                return None
+            restorer = services.restorer(model)
+            segmenter = services.segmenter()
+            result = run_demo(gray, restorer, segmenter, passes, progress=lambda msg, f: bar.progress(f, text=msg),
+                              original_mask=known_mask)
     except R2CError as exc:
         st.error(str(exc))
         return None
@@ -97,6 +107,9 @@ def _run(data: bytes, name: str, model: str, passes: int) -> DemoResult | None:
         return None
     finally:
         bar.empty()
+    if result.mask_original is not None:  # an eighth of a byte per pixel
+        st.session_state[MASK] = (digest, result.mask_original.shape, np.packbits(result.mask_original))
+    result = downsized(result, components.MAX_IMAGE_SIDE)  # the session keeps what the page shows, no more
     st.session_state[RESULT] = (key, result)
     return result
 

@@ -10,6 +10,8 @@ is a fragment, so a vote reruns only that area.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -47,6 +49,9 @@ class VoteState:
     loaded: bool = False
     #: why the database refused to serve this reader (then nothing else is shown)
     refused: str = ""
+    #: when (time.monotonic) the current query was put on screen: a vote sooner than min_dwell_s() after it is the
+    #: second click of a double click landing on the next query's button, and is ignored
+    shown_at: float = 0.0
 
 
 def _state() -> VoteState:
@@ -55,9 +60,19 @@ def _state() -> VoteState:
     return st.session_state[STATE]
 
 
+def min_dwell_s() -> float:
+    """``R2C_MIN_DWELL_S`` (default 0.35 s): a vote this soon after its query appeared is taken for the second click
+    of a double click (or a key bounce) on the previous query, and ignored. No reader judges five X-rays faster."""
+    try:
+        return max(0.0, float(os.environ.get("R2C_MIN_DWELL_S", "0.35")))
+    except ValueError:
+        return 0.35
+
+
 def _show(state: VoteState, view: QueryView | None, progress: Progress) -> None:
     if view is None or state.view is None or view.query_token != state.view.query_token:
         state.seq += 1
+        state.shown_at = time.monotonic()
         keep = {view.query_token} if view is not None else set()
         state.images = {k: v for k, v in state.images.items() if k[0] in keep or k[0] == state.upcoming}
     state.view, state.progress, state.loaded = view, progress, True
@@ -84,12 +99,12 @@ def _clear_inputs() -> None:
 
 def _fetch(user: User, state: VoteState, token: str, n_slots: int) -> list[bytes]:
     """The PNG bytes of every slot of one of the reader's queries, fetched once and kept in the session."""
-    missing = [k for k in range(1, n_slots + 1) if (token, k) not in state.images]
-    if missing:
-        with services.factory().begin() as session:
-            for k in missing:
-                state.images[(token, k)] = voting.rendition_png(session, user.id, token, k,
-                                                                assets=services.settings().assets)
+    if any((token, k) not in state.images for k in range(1, n_slots + 1)):
+        with services.factory().begin() as session:  # equal sizes, per-reader bytes (study.voting.display_pngs)
+            pngs = voting.display_pngs(session, user.id, token, assets=services.settings().assets,
+                                       max_side=components.MAX_IMAGE_SIDE)
+        for k, data in enumerate(pngs, start=1):
+            state.images[(token, k)] = data
     return [state.images[(token, k)] for k in range(1, n_slots + 1)]
 
 
@@ -117,6 +132,9 @@ def _prefetch(user: User, state: VoteState) -> None:
 def _choose(query_token: str, slot: int) -> None:
     """Button / number-key callback: record the vote for the query it was shown with, load the next query."""
     user, state = require_role("reader"), _state()
+    if state.view is not None and query_token == state.view.query_token and time.monotonic() - state.shown_at < min_dwell_s():
+        state.message = "A double click was ignored: the next images had just appeared. Choose again if you meant to."
+        return
     confidence = st.session_state.get(CONFIDENCE)
     comment = st.session_state.get(COMMENT) or None
     try:

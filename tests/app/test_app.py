@@ -292,3 +292,101 @@ def test_admin_export_gives_a_zip(study_env):
         assert set(zf.namelist()) == set(names)
         votes = [n for n in names if n.endswith("_votes.csv")]
         assert votes and zf.read(votes[0]).count(b"\n") == 1 + 4
+
+
+# ------------------------------------------------------------------ issue 16: sessions follow the account
+def _db_change(url: str, name: str, change: str) -> None:
+    from sqlalchemy import select
+
+    from study.accounts import reset_code, set_active
+    from study.models import Reader
+
+    with connect(url).begin() as s:
+        if change == "disable":
+            set_active(s, name, False)
+        elif change == "reset":
+            reset_code(s, name)
+        else:
+            s.scalar(select(Reader).where(Reader.name == name)).role = change
+
+
+@pytest.mark.parametrize("account,change", [("admin-1", "disable"), ("admin-1", "reset"), ("researcher-1", "reader"),
+                                            ("reader-1", "disable")])
+def test_an_open_session_ends_at_its_next_action_when_the_account_changes(study_env, account, change):
+    at = signed_in(study_env, account)
+    assert f"Signed in as **{account}**" in _texts(at)
+    _db_change(study_env.url, account, change)
+    at.run()  # the next action of the open tab
+    assert not at.exception
+    shown = _texts(at)
+    assert "Signed in as" not in shown and "changed by an administrator" in shown
+    assert at.text_input(key="access_code") is not None  # back on the sign-in page
+    assert not at.metric and not [b for b in at.button if (b.key or "").startswith(("choose_", "adm_"))]
+
+
+def test_an_idle_session_is_signed_out(study_env, monkeypatch):
+    from app import auth
+
+    monkeypatch.setenv("R2C_SESSION_IDLE_MIN", "30")
+    at = signed_in(study_env, "researcher-1")
+    at.session_state[auth.SEEN_KEY] = at.session_state[auth.SEEN_KEY] - 31 * 60
+    at.run()
+    shown = _texts(at)
+    assert "Signed in as" not in shown and "without activity" in shown
+    at2 = signed_in(study_env, "researcher-1")  # an active session stays
+    at2.run()
+    assert "Signed in as **researcher-1**" in _texts(at2)
+
+
+def test_the_code_hash_runs_outside_every_transaction(study_env, monkeypatch):
+    """A sign-in flood must never hold a database connection (or SQLite's write lock) while scrypt runs."""
+    import study.accounts as accounts
+    from app.auth import sign_in
+
+    factory = connect(study_env.url)
+    engine = factory.kw["bind"]
+    seen = []
+    real = accounts.verify_secret
+
+    def checked(secret, stored):
+        seen.append(engine.pool.checkedout())
+        return real(secret, stored)
+
+    monkeypatch.setattr(accounts, "verify_secret", checked)
+    ok = sign_in(factory, study_env.codes["reader-1"], "ip:test")
+    bad = sign_in(factory, study_env.codes["reader-1"][:-1] + ("A" if study_env.codes["reader-1"][-1] != "A" else "B"), "ip:test")
+    assert ok.user is not None and ok.user.fingerprint and bad.user is None
+    assert seen == [0, 0]  # no connection checked out during either hash check
+
+
+def test_admin_lifts_a_lockout_on_the_readers_page(study_env):
+    from app.auth import sign_in
+
+    factory = connect(study_env.url)
+    for _ in range(5):
+        sign_in(factory, "nonsense", "ip:6.6.6.6")
+    assert sign_in(factory, study_env.codes["reader-1"], "ip:6.6.6.6").user is None
+    at = _page("readers", (3, "admin-1", "admin")).run()
+    assert "Sign-in lockouts" in [h.value for h in at.subheader]
+    at.button(key="adm_lift_0").click().run()
+    assert not at.exception and "Sign-in lockouts" not in [h.value for h in at.subheader]
+    assert sign_in(factory, study_env.codes["reader-1"], "ip:6.6.6.6").user is not None
+
+
+def test_a_double_click_never_votes_on_the_next_query(study_env, monkeypatch):
+    """The second click of a double click reaches the next query's button when the page is fast: it is ignored
+    when it comes sooner than R2C_MIN_DWELL_S after that query appeared (issue 16's scale-out run found this)."""
+    monkeypatch.setenv("R2C_MIN_DWELL_S", "30")  # anything an AppTest run can do is "too soon"
+    at = signed_in(study_env, "reader-1")
+    at.button(key="choose_2").click().run()  # the practice query was on screen long enough? no: also too soon
+    toasts = lambda: " ".join(t.value for t in at.toast)  # noqa: E731
+    assert "double click was ignored" in toasts() and "Practice 1 of 1" in _texts(at)
+    monkeypatch.setenv("R2C_MIN_DWELL_S", "0")
+    at.button(key="choose_2").click().run()  # a deliberate vote
+    assert "Query **1 of 4**" in _texts(at)
+    monkeypatch.setenv("R2C_MIN_DWELL_S", "30")
+    at.button(key="choose_3").click().run()  # right after the next query appeared: the double click's second half
+    assert "Query **1 of 4**" in _texts(at) and "double click was ignored" in toasts()
+    with connect(study_env.url).begin() as s:
+        tidy = tidy_votes(s, study_env.study_id)
+    assert int(tidy["chosen_method"].notna().sum()) == 0  # only the practice vote was cast

@@ -46,8 +46,47 @@ def test_demo_database_is_created_once_with_working_aliases(tmp_path):
 
     with factory.begin() as s:
         studies = queries.studies(s)
-    assert list(studies["name"]) == [demo_db.DEMO_STUDY]
+    assert list(studies["name"]) == [demo_db.DEMO_STUDY, demo_db.SIMULATED_STUDY]
     assert int(studies["cases"].iloc[0]) == demo_db.DEMO_CASES and int(studies["practice_cases"].iloc[0]) == 1
+    assert list(studies["simulated"]) == [False, True]
+    assert int(studies["answered"].iloc[0]) == 0 and int(studies["answered"].iloc[1]) > 100  # every statistic can show
+
+
+def test_simulated_demo_study_is_labelled_everywhere(tmp_path):
+    from study import overview as queries
+    from study.export import export_study, tidy_votes
+
+    cfg = _settings(tmp_path, tmp_path / "none")  # no X-ray data: the simulated study is still there
+    demo_db.ensure_demo_database(cfg)
+    factory = connect(cfg.db_url)
+    with factory.begin() as s:
+        ov = queries.studies(s)
+        sim_id = int(ov.loc[ov["simulated"], "id"].iloc[0])
+        tidy = tidy_votes(s, sim_id)
+        files = export_study(s, sim_id, tmp_path / "export", formats=("csv",))
+    assert ov.loc[ov["simulated"], "name"].iloc[0].lower().startswith("simulated")
+    summary = stats.summary(tidy)
+    assert summary["selection"]["n"].sum() > 0 and tidy["reader"].nunique() == demo_db.SIMULATED_READERS
+    names = [f.name for f in files]
+    assert all(n.startswith("SIMULATED_") for n in names) and any(n.endswith("_NOTICE.txt") for n in names)
+    votes = pd.read_csv(next(f for f in files if f.name.endswith("_votes.csv")))
+    assert votes["simulated"].all()
+    # the demo reader is never assigned to the simulated study
+    with factory.begin() as s:
+        from study.voting import next_query
+        from study.models import Reader
+        from sqlalchemy import select
+
+        reader = s.scalar(select(Reader).where(Reader.name == "demo-reader"))
+        assert next_query(s, reader.id, study=sim_id) is None
+
+
+def test_dashboard_opens_on_a_study_with_votes():
+    from app.app_pages.dashboard import default_study_index
+
+    ov = pd.DataFrame({"answered": [0, 12, 3]})
+    assert default_study_index(ov) == 1
+    assert default_study_index(pd.DataFrame({"answered": [0, 0]})) == 0
 
 
 def test_demo_aliases_never_work_in_other_databases(tmp_path):
@@ -195,3 +234,161 @@ def test_demo_pipeline_times_each_step(tmp_path):
     assert set(res.timings) == {"restore", "segment", "overlay"} and steps[-1] == 1.0
     no_seg = run_demo(gray, Restorer.from_dir(d), None, passes=1)
     assert no_seg.overlay_original is None and set(no_seg.timings) == {"restore"}
+
+
+def test_no_real_study_in_the_demo_database(tmp_path):
+    """Issue 16, finding 2: the demo database's codes are public, so a real study is neither built nor opened there."""
+    from study.builder import StudySpec, build_study, set_status
+    from study.errors import StudyError
+    from study.models import Study
+    from study.render import SyntheticRenderer
+
+    data = tmp_path / "data"
+    manifest = write_synthetic_manifest(data, 12, seed=1)
+    cfg = _settings(tmp_path, data)
+    demo_db.ensure_demo_database(cfg)  # the demo and simulated studies are allowed
+    factory = connect(cfg.db_url)
+    spec = StudySpec(name="Real study", manifest=manifest, n_cases=3)
+    with pytest.raises(StudyError, match="demo database"):
+        build_study(factory, spec, SyntheticRenderer("restoration", working_size=16), assets=tmp_path / "a", show_bar=False)
+    with factory.begin() as s:  # a study slipped in before this rule cannot be opened either
+        from sqlalchemy import select
+
+        demo = s.scalar(select(Study).where(Study.name == demo_db.DEMO_STUDY))
+        demo.settings = {k: v for k, v in demo.settings.items() if k != "demo"} | {"method_settings": {}}
+        demo.status = "closed"
+    with factory.begin() as s, pytest.raises(StudyError, match="demo database"):
+        set_status(s, demo_db.DEMO_STUDY, "open")
+    # the same build in a database of its own works
+    own = connect(f"sqlite:///{tmp_path / 'own.db'}", migrate=True)
+    assert build_study(own, spec, SyntheticRenderer("restoration", working_size=16), assets=tmp_path / "a", show_bar=False)
+
+
+def test_study_deployment_command_refuses_the_demo_database(tmp_path):
+    """``scripts/run_study.sh init`` makes a database of its own with one admin whose code is printed once; it
+    refuses a database that carries the demo flag."""
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "R2C_DB_URL": f"sqlite:///{tmp_path / 'deploy' / 'study.db'}", "R2C_ASSETS": str(tmp_path / "assets")}
+    res = subprocess.run(["bash", "scripts/run_study.sh", "init", "boss"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    code = res.stdout.split("access code (shown once, give it to the reader):")[1].split()[0]
+    with connect(env["R2C_DB_URL"]).begin() as s:
+        who = authenticate(s, code)
+        assert who.name == "boss" and who.role == "admin"
+    assert oct((tmp_path / "deploy" / "study.db").stat().st_mode & 0o777) == "0o600"
+    cfg = _settings(tmp_path / "demo", tmp_path / "none")
+    demo_db.ensure_demo_database(cfg)
+    res = subprocess.run(["bash", "scripts/run_study.sh", "serve"], cwd=repo, env={**env, "R2C_DB_URL": cfg.db_url},
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "demo database" in res.stderr
+
+
+def test_client_address_trusts_forwarded_headers_only_from_configured_proxies():
+    from app.auth import client_address
+
+    assert client_address("203.0.113.9", "1.2.3.4", set()) == "203.0.113.9"  # untrusted peer: header ignored
+    assert client_address(None, "1.2.3.4", set()) == "local"  # localhost without a configured proxy: no bypass
+    assert client_address(None, "1.2.3.4", {"127.0.0.1"}) == "1.2.3.4"  # a proxy on this machine
+    assert client_address(None, "6.6.6.6, 1.2.3.4", {"127.0.0.1"}) == "1.2.3.4"  # the left part is the client's own text
+    assert client_address("10.0.0.5", "9.9.9.9, 1.2.3.4, 10.0.0.7", {"10.0.0.5", "10.0.0.7"}) == "1.2.3.4"
+    assert client_address("10.0.0.5", "", {"10.0.0.5"}) == "10.0.0.5"
+
+
+def test_lockouts_per_address_and_per_account_one_audit_row_each_and_lifted_by_an_admin(tmp_path):
+    """Issue 16, finding 4."""
+    from sqlalchemy import func, select
+
+    from app.auth import LOCKED_MESSAGE, sign_in
+    from study import audit
+    from study.accounts import lift_lockout, lockouts
+    from study.models import AuditEvent
+
+    ts = build_test_study(tmp_path / "s", n_cases=2, n_practice=0)
+    factory = connect(ts.url)
+    good = ts.codes["reader-1"]
+    wrong = good[:-1] + ("A" if good[-1] != "A" else "B")  # the right account, a wrong secret
+    # 1. per account: five wrong secrets from five addresses lock the account for everyone, the right code included
+    for i in range(5):
+        assert sign_in(factory, wrong, f"ip:10.0.0.{i}").user is None
+    assert sign_in(factory, good, "ip:10.0.0.99").message == LOCKED_MESSAGE
+    assert sign_in(factory, good, "ip:10.0.0.98").message == LOCKED_MESSAGE
+    def count(action: str) -> int:
+        with factory.begin() as s:
+            return int(s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)))
+    assert count(audit.SIGN_IN_LOCKED) == 1  # one row per lockout, not per refused try
+    with factory.begin() as s:
+        locks = lockouts(s)
+        assert [(lk["kind"], lk["key"]) for lk in locks] == [("account", "reader-1")]
+        lift_lockout(s, reader_id=locks[0]["reader_id"], actor=None)
+    assert sign_in(factory, good, "ip:10.0.0.99").user is not None  # lifted
+    # 2. per address: garbage from one address locks that address only
+    for _ in range(5):
+        sign_in(factory, "not-a-code", "ip:6.6.6.6")
+    assert sign_in(factory, ts.codes["researcher-1"], "ip:6.6.6.6").message == LOCKED_MESSAGE
+    assert sign_in(factory, ts.codes["researcher-1"], "ip:7.7.7.7").user is not None  # other users are not locked out
+    with factory.begin() as s:
+        assert [lk["key"] for lk in lockouts(s)] == ["ip:6.6.6.6"]
+        lift_lockout(s, everything=True)
+    assert sign_in(factory, ts.codes["researcher-1"], "ip:6.6.6.6").user is not None
+    assert count(audit.LOCKOUT_LIFTED) == 2
+
+
+def test_demo_results_kept_downsized_and_one_demo_at_a_time():
+    """Issue 16, finding 7: a session keeps display-size images only, and the server runs one demo job at a time."""
+    import threading
+
+    from app import services
+    from r2c_core.demo import DemoResult, downsized
+
+    big = np.zeros((3000, 2400), np.uint8)
+    res = DemoResult(original=big, restored=big, prob_covid=0.5, model="op-q1", passes=1,
+                     overlay_original=np.zeros((3000, 2400, 3), np.uint8), overlay_restored=None, mask_original=big > 0)
+    small = downsized(res, 1460)
+    assert small.original.shape == (1460, 1168) and small.overlay_original.shape == (1460, 1168, 3)
+    assert small.mask_original is None and small.restored.dtype == np.uint8
+    assert downsized(small, 1460).original is small.original  # already small: kept as is
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with services.demo_slot(timeout=1) as got:
+            assert got
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    with services.demo_slot(timeout=0.2) as got:
+        assert not got  # a second job waits, then is told the server is busy
+    release.set()
+    t.join()
+    with services.demo_slot(timeout=0.2) as got:
+        assert got
+
+
+def test_server_limits_come_from_the_repository_config():
+    """The settings the server enforces (not the browser): 64 MB request bodies, no error details for users."""
+    import tomllib
+
+    cfg = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["maxUploadSize"] <= 64 and cfg["client"]["showErrorDetails"] == "none"
+    from app.app_pages.demo import MAX_UPLOAD_MB
+
+    assert MAX_UPLOAD_MB <= cfg["server"]["maxUploadSize"]
+
+
+def test_pixel_limit_refuses_a_small_file_that_decodes_huge(tmp_path):
+    import io as _io
+
+    from r2c_core.errors import ImageLoadError
+    from r2c_core.imageio import MAX_PIXELS, read_xray
+
+    assert MAX_PIXELS <= 25_000_000
+    buf = _io.BytesIO()
+    Image.new("I;16", (6000, 6000)).save(buf, format="PNG")  # 36 MP of zeros: a few KB on disk
+    assert len(buf.getvalue()) < 200_000
+    with pytest.raises(ImageLoadError, match="pixel limit"):
+        read_xray(buf.getvalue(), name="bomb.png")

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,7 +32,11 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode("utf-8", "replace") if proc.stdout else ""
+            log = getattr(proc, "r2c_log", None)
+            out = ""
+            if log is not None:
+                log.seek(0)
+                out = log.read().decode("utf-8", "replace")
             raise RuntimeError(f"app exited with {proc.returncode}:\n{out[-4000:]}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
@@ -52,7 +57,11 @@ def run_app(env: dict[str, str], port: int | None = None, timeout: float = 90.0)
            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal", "--runner.postScriptGC", "false"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # the server's output goes to a temporary file, never a pipe: nobody drains a pipe while the tests run, and a
+    # full pipe (64 KB of log lines) would block the server in the middle of a test
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=full, stdout=log, stderr=subprocess.STDOUT)
+    proc.r2c_log = log  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, timeout)
@@ -64,6 +73,7 @@ def run_app(env: dict[str, str], port: int | None = None, timeout: float = 90.0)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        log.close()
 
 
 def has_chromium() -> bool:
@@ -125,7 +135,9 @@ def build_test_study(root: Path, *, n_cases: int = 4, n_practice: int = 1, accou
     root.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{root / 'study.db'}"
     env = {"R2C_DB_URL": url, "R2C_ASSETS": str(root / "assets"), "R2C_DATA": str(root / "data"),
-           "R2C_WEIGHTS": str(root / "weights"), "R2C_DEMO_DB": "0"}
+           "R2C_WEIGHTS": str(root / "weights"), "R2C_DEMO_DB": "0",
+           # tests vote as fast as the page answers; the double-click guard is tested on its own
+           "R2C_MIN_DWELL_S": "0"}
     manifest = write_synthetic_manifest(root / "data", n_cases + n_practice + 2, seed)
     factory = connect(url, migrate=True)
     codes: dict[str, str] = {}

@@ -56,10 +56,10 @@ def test_reader_votes_with_mouse_and_keyboard_then_resumes(page, app_url, e2e_st
     wait_app_idle(page)
     sign_in(page, e2e_study.codes["reader-1"])
     wait_for_text(page, r"Query 2 of 4")
-    for key in ("1", "5", "2"):
+    for key, after in (("1", r"Query 3 of 4"), ("5", r"Query 4 of 4"), ("2", r"All done")):
         wait_app_idle(page)
         page.keyboard.press(key)
-    wait_for_text(page, r"All done")
+        wait_for_text(page, after)  # one vote at a time, also on a loaded machine
     page.screenshot(path=str(shots / "e2e-vote-done.png"))
     with connect(e2e_study.url).begin() as s:
         tidy = tidy_votes(s, e2e_study.study_id)
@@ -151,3 +151,24 @@ def test_admin_pages_render(page, app_url, e2e_study, shots):
     page.get_by_role("heading", name="Readers").wait_for()
     wait_app_idle(page)
     page.screenshot(path=str(shots / "e2e-admin-readers.png"), full_page=True)
+
+
+def test_a_disabled_admins_open_tab_loses_access_on_its_next_action(page, app_url, e2e_study):
+    """Issue 16, finding 1, in the browser: an admin signed in in an open tab is disabled by another admin; the
+    tab's very next click ends on the sign-in page, and the admin pages are gone."""
+    from study.accounts import add_reader, set_active
+
+    with connect(e2e_study.url).begin() as s:
+        code = add_reader(s, "admin-tab", "admin")[1]
+    page.goto(app_url)
+    wait_app_idle(page)
+    sign_in(page, code)
+    page.get_by_role("heading", name="Studies").wait_for()
+    wait_app_idle(page)
+    with connect(e2e_study.url).begin() as s:
+        set_active(s, "admin-tab", False)
+    page.get_by_role("link", name="Readers").click()  # the next action
+    page.get_by_text(re.compile(r"changed by an administrator")).first.wait_for()
+    wait_app_idle(page)
+    assert page.get_by_label("Access code").count() == 1
+    assert page.get_by_role("link", name="Readers").count() == 0 and page.get_by_role("heading", name="Readers").count() == 0

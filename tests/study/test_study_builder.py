@@ -273,7 +273,7 @@ def test_practice_from_repeats_of_study_cases(factory: Any, make_study: Any) -> 
 
 
 def test_slot_order_is_a_permutation_of_the_case_renditions(factory: Any, make_study: Any) -> None:
-    built = make_study(factory, n_cases=5)
+    make_study(factory, n_cases=5)
     with factory.begin() as session:
         rows = session.execute(select(QuerySlot.query_id, QuerySlot.slot, Rendition.case_id, Query.case_id)
                                .join(Rendition).join(Query)).all()

@@ -113,3 +113,57 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "study", "init", "--db", f"sqlite:///{tmp_path / 'm.db'}"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "schema ready" in res.stdout
+
+
+def test_backup_while_voting_then_restore(sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16, finding 12: ``study backup`` copies a consistent snapshot while votes are being written, the copy is
+    private, and ``study restore`` brings it back with every vote."""
+    import stat
+    import threading
+
+    from study.backup import counts
+    from study.db import connect
+    from study.export import tidy_votes
+    from study.voting import next_query, submit_vote
+
+    db = ["--db", sqlite_url]
+    assert _run(capsys, "simulate", "--seed", "3", "--readers", "2", "--cases", "6", "--assets", str(tmp_path / "a"), *db)[0] == 0
+    from study.accounts import add_reader
+    from study.builder import assign_readers
+
+    factory = connect(sqlite_url)
+    with factory.begin() as s:
+        extra = add_reader(s, "late", "reader")[0].id
+    with factory.begin() as s:
+        assign_readers(s, "simulated-3", ["late"])
+    stop = threading.Event()
+
+    def vote() -> None:  # a reader keeps voting during the backup
+        while not stop.is_set():
+            with factory.begin() as s:
+                view = next_query(s, extra)
+                if view is None:
+                    return
+                submit_vote(s, extra, view.query_token, 1)
+
+    t = threading.Thread(target=vote)
+    t.start()
+    code, out, err = _run(capsys, "backup", "--out", str(tmp_path / "b" / "backup.db"), *db)
+    stop.set()
+    t.join()
+    assert code == 0, err and "votes" in out
+    assert stat.S_IMODE((tmp_path / "b" / "backup.db").stat().st_mode) == 0o600
+    assert _run(capsys, "backup", "--out", str(tmp_path / "b" / "backup.db"), *db)[0] != 0  # never overwritten
+    snap = counts(f"sqlite:///{tmp_path / 'b' / 'backup.db'}")
+    assert snap["votes"] >= 12  # the simulated readers' votes at least; the late reader's up to the snapshot
+    new = f"sqlite:///{tmp_path / 'restored' / 'study.db'}"
+    code, out, err = _run(capsys, "restore", "--from", str(tmp_path / "b" / "backup.db"), "--db", new)
+    assert code == 0, err
+    assert counts(new) == snap
+    with connect(new).begin() as s1, connect(f"sqlite:///{tmp_path / 'b' / 'backup.db'}").begin() as s2:
+        a, b = tidy_votes(s1, "simulated-3"), tidy_votes(s2, "simulated-3")
+    assert a.drop(columns=["reading_time_s"]).equals(b.drop(columns=["reading_time_s"]))
+    code, _, err = _run(capsys, "restore", "--from", str(tmp_path / "b" / "backup.db"), "--db", new)
+    assert code != 0 and "--force" in _one_error_line(err)
+    code, _, err = _run(capsys, "backup", "--out", str(tmp_path / "x.db"), "--db", "postgresql+psycopg://u@h/db")
+    assert code != 0 and "pg_dump" in _one_error_line(err)

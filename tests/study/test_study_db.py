@@ -119,3 +119,36 @@ def test_audit_log_is_append_only(factory) -> None:  # type: ignore[no-untyped-d
                 session.execute(text(stmt))
     with factory.begin() as session:
         assert session.execute(text("SELECT action FROM audit_log")).scalars().all() == [audit.EXPORT]
+
+
+def test_sqlite_database_and_rendition_files_are_private(tmp_path):
+    """Issue 16, finding 3: the database (secret key, slot-to-method map) and the renditions are readable by their
+    owner only, whatever the umask."""
+    import os
+    import stat
+
+    import numpy as np
+
+    from study.assets import encode_png, store_png
+    from study.db import connect
+
+    old = os.umask(0o022)
+    try:
+        url = f"sqlite:///{tmp_path / 'var' / 'study.db'}"
+        factory = connect(url, migrate=True)
+        with factory.begin() as s:
+            s.execute(__import__("sqlalchemy").text("SELECT 1"))
+        mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+        assert mode(tmp_path / "var") == 0o700 and mode(tmp_path / "var" / "study.db") == 0o600
+        for extra in ("study.db-wal", "study.db-shm"):
+            if (tmp_path / "var" / extra).exists():
+                assert mode(tmp_path / "var" / extra) & 0o077 == 0
+        sha = store_png(tmp_path / "assets", encode_png(np.zeros((4, 4), np.uint8)))
+        png = tmp_path / "assets" / sha[:2] / f"{sha}.png"
+        assert mode(tmp_path / "assets") == 0o700 and mode(png.parent) == 0o700 and mode(png) == 0o600
+        loose = tmp_path / "old.db"  # an existing world-readable database is tightened when opened
+        loose.touch(mode=0o644)
+        connect(f"sqlite:///{loose}", migrate=True)
+        assert mode(loose) == 0o600
+    finally:
+        os.umask(old)

@@ -92,3 +92,27 @@ def test_csv_only(factory: Any, make_study: Any, tmp_path: Path) -> None:
         files = export_study(s, built.study_id, tmp_path, formats=("csv",))
     assert files and all(f.suffix in (".csv", ".json") for f in files)
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_csv_exports_never_carry_spreadsheet_formulas(factory: Any, make_study: Any, tmp_path: Path) -> None:
+    """A reader comment such as ``=1+1`` (or ``@SUM``, ``+cmd``, ``-2+3``) is text in every CSV a researcher opens."""
+    from study.export import spreadsheet_safe, to_csv_bytes
+
+    built = make_study(factory, readers=("a",), n_cases=4)
+    evil = ["=1+1", "@SUM(A1:A9)", "+cmd|' /C calc'!A0", "-2+3"]
+    with factory.begin() as s:
+        for text in evil:
+            view = next_query(s, built.readers["a"])
+            submit_vote(s, built.readers["a"], view.query_token, 1, comment=text)
+    with factory.begin() as s:
+        files = export_study(s, built.study_id, tmp_path)
+        tidy = tidy_votes(s, built.study_id)
+    votes_csv = next(f for f in files if f.name.endswith("_votes.csv"))
+    comments = pd.read_csv(votes_csv, keep_default_na=False)["comment"].tolist()
+    assert sorted(c for c in comments if c) == sorted("'" + t for t in evil)
+    assert not any(line.split(",")[0].startswith(("=", "@", "+")) for line in votes_csv.read_text().splitlines())
+    assert sorted(c for c in pd.read_parquet(votes_csv.with_suffix(".parquet"))["comment"] if c) == sorted(evil)  # raw data kept
+    dash = pd.read_csv(__import__("io").BytesIO(to_csv_bytes(tidy)), keep_default_na=False)  # the dashboard's download
+    assert "'=1+1" in set(dash["comment"]) and "=1+1" not in set(dash["comment"])
+    numbers = spreadsheet_safe(pd.DataFrame({"x": [-1.5, 2.0], "s": ["ok", "-x"]}))
+    assert numbers["x"].tolist() == [-1.5, 2.0] and numbers["s"].tolist() == ["ok", "'-x"]

@@ -220,3 +220,64 @@ def test_schema_refuses_double_votes_and_foreign_slots(factory: Any, make_study:
     with pytest.raises(IntegrityError):  # slot 9 is not one of this query's slots (composite foreign key)
         with factory.begin() as s:
             s.add(Vote(**{**row, "chosen_slot": 9}))
+
+
+def test_display_images_are_equal_in_size_and_distinct_per_reader(factory, make_study, assets):
+    """Issue 16, findings 8 and 9: no rendition of a query stands out by its byte size, and the same rendition has
+    different bytes (so a different content-hash URL) for every reader, while its pixels are unchanged."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from study.voting import display_pngs, next_query, rendition_png
+
+    built = make_study(factory, readers=("a", "b"), n_cases=3)
+    views = {}
+    with factory.begin() as s:
+        for r in ("a", "b"):
+            views[r] = next_query(s, built.readers[r])
+        pngs = {r: display_pngs(s, built.readers[r], views[r].query_token, assets=assets) for r in ("a", "b")}
+        raw = {r: [rendition_png(s, built.readers[r], views[r].query_token, k, assets=assets) for k in range(1, views[r].n_slots + 1)]
+               for r in ("a", "b")}
+        again = display_pngs(s, built.readers["a"], views["a"].query_token, assets=assets)
+    for r in ("a", "b"):
+        assert len({len(p) for p in pngs[r]}) == 1, "renditions of a query differ in byte size"
+        assert len({len(p) for p in raw[r]}) > 1  # the stored PNGs do differ (so the test can fail)
+        for shown, stored in zip(pngs[r], raw[r]):
+            a, b = (np.asarray(Image.open(io.BytesIO(x))) for x in (shown, stored))
+            assert a.shape == b.shape and np.array_equal(a, b)  # lossless: the padding is a skipped chunk
+            assert Image.open(io.BytesIO(shown)).info == Image.open(io.BytesIO(stored)).info  # no metadata added
+    assert again == pngs["a"]  # stable per reader: reloads and prefetches hit the browser cache
+    # the same rendition seen by both readers (same case, same method): different bytes, so different URLs
+    from sqlalchemy import select
+
+    from study.models import Query
+    from study.voting import query_id_for_token, query_slot_methods
+
+    with factory.begin() as s:
+        qa = s.get(Query, query_id_for_token(s, views["a"].query_token))
+        qb = s.scalar(select(Query).where(Query.reader_id == built.readers["b"], Query.case_id == qa.case_id, Query.is_practice == qa.is_practice))
+        ma, mb = query_slot_methods(s, qa.id), query_slot_methods(s, qb.id)
+        shown_b = display_pngs(s, built.readers["b"], qb.token, assets=assets)
+        stored_b = [rendition_png(s, built.readers["b"], qb.token, k, assets=assets) for k in range(1, len(mb) + 1)]
+    for k, m in enumerate(ma):
+        j = mb.index(m)
+        assert raw["a"][k] == stored_b[j] and pngs["a"][k] != shown_b[j]
+    assert not set(pngs["a"]) & set(shown_b)
+
+
+def test_display_images_shrink_alike_when_too_wide(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from study.assets import encode_png, fit_png, pad_png
+
+    big = encode_png((np.arange(3000 * 2000) % 251).astype(np.uint8).reshape(2000, 3000))
+    small = fit_png(big, 1460)
+    assert Image.open(io.BytesIO(small)).size == (1460, 973)
+    assert fit_png(small, 1460) is small
+    padded = pad_png(small, len(small) + 100, b"xyz")
+    assert len(padded) == len(small) + 100 and np.array_equal(np.asarray(Image.open(io.BytesIO(padded))), np.asarray(Image.open(io.BytesIO(small))))
