@@ -5,8 +5,9 @@
 
 It builds a throw-away demo database (the same bootstrap as the first start: Hannover (mhh) cases from R2C_DATA,
 the bundled weights in R2C_WEIGHTS or weights/), lets three simulated readers vote so that the dashboard has
-numbers, starts the app on a free port and walks through it in headless Chromium: sign-in, the voting page
-(practice, a counted query, synchronized zoom, the enlarged view), the researcher dashboard, the admin pages and
+numbers, starts the app on a free port and walks through it in headless Chromium: sign-in (with the demo guide),
+the voting page (practice, a counted query, synchronized zoom, the enlarged view), the researcher dashboard (the demo
+study, then the simulated study the demo database also holds), the admin pages and
 the demo page with a Hannover X-ray from the data folder. Every X-ray shown comes from the Hannover (mhh)
 collection, CC BY 3.0, so the docs copies carry the attribution line.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -29,13 +31,15 @@ DOCS = REPO / "docs" / "screenshots"
 ATTRIBUTION = ("Images: Hannover Medical School COVID-19 image repository (Winther et al., doi:10.25835/0090041), "
                "CC BY 3.0")
 #: screenshots copied to docs/ (each shows Hannover images only, or no X-ray at all)
-FOR_DOCS = ("vote", "vote-zoom", "enlarged", "dashboard", "dashboard-charts", "demo", "admin-studies")
+FOR_DOCS = ("sign-in", "vote", "vote-zoom", "enlarged", "dashboard", "dashboard-charts", "dashboard-simulated", "demo",
+            "admin-studies")
 SIM_READERS = {"reader A": {"op-q3-x3": 3.0, "original": 0.6}, "reader B": {"cnn-compact-x3": 2.0},
                "reader C": {"original": 1.5, "op-q5-x3": 1.5}}
 
 
 def _setup(tmp: Path) -> dict[str, str]:
-    env = {"R2C_DB_URL": f"sqlite:///{tmp / 'study.db'}", "R2C_ASSETS": str(tmp / "assets"), "R2C_DEMO_DB": "1"}
+    env = {"R2C_DB_URL": f"sqlite:///{tmp / 'study.db'}", "R2C_ASSETS": str(tmp / "assets"), "R2C_DEMO_DB": "1",
+           "R2C_MIN_DWELL_S": "0"}
     os.environ.update(env)
     from app.demo_db import DEMO_STUDY, ensure_demo_database
     from app.settings import load_settings
@@ -148,10 +152,23 @@ def _shoot(env: dict[str, str], has_weights: bool) -> list[str]:
                     page.wait_for_timeout(500)
                     page.screenshot(path=str(SHOTS / "dashboard-charts.png"))
                     taken.append("dashboard-charts")
+                    from app.demo_db import SIMULATED_STUDY
+
+                    page.locator('[data-testid="stMain"]').evaluate("e => e.scrollTo(0, 0)")
+                    page.wait_for_timeout(300)
+                    page.get_by_role("combobox", name="Study").click()
+                    page.get_by_role("option", name=SIMULATED_STUDY, exact=True).click()
+                    page.get_by_text("Simulated data.").first.wait_for()
+                    snap(page, "dashboard-simulated")
             ctx.close()
 
         ctx, page = fresh()
-        page.goto(f"{url}/demo")
+        if has_weights:  # picking a data-folder image needs a researcher (readers and visitors upload their own)
+            sign_in(page, "demo-researcher")
+            page.get_by_role("link", name="Demo").click()  # in-app navigation keeps the session (a reload signs out)
+        else:
+            page.goto(f"{url}/demo")
+        page.get_by_role("heading", name=re.compile("Demo")).first.wait_for()
         wait_app_idle(page)
         if has_weights:
             page.get_by_text("Pick from the data folder").click()

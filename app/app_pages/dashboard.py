@@ -38,13 +38,15 @@ def default_study_index(overview: pd.DataFrame) -> int:
     return answered[0] if answered else 0
 
 
-def _filters(tidy: pd.DataFrame) -> pd.DataFrame:
+def _filters(tidy: pd.DataFrame, study_id: int) -> pd.DataFrame:
+    """Label and source filters, kept per study (another study has other labels and sources: its filters start
+    with all of them selected, not with what was picked for the previous study)."""
     a, b = st.columns(2)
     labels = sorted(tidy["label"].dropna().unique())
     sources = sorted(tidy["source"].dropna().unique())
-    pick_l = a.multiselect("Label", labels, default=labels, key="dash_labels",
+    pick_l = a.multiselect("Label", labels, default=labels, key=f"dash_labels_{study_id}",
                            format_func=lambda v: LABEL_TEXT.get(v, v))
-    pick_s = b.multiselect("Source", sources, default=sources, key="dash_sources")
+    pick_s = b.multiselect("Source", sources, default=sources, key=f"dash_sources_{study_id}")
     return tidy[tidy["label"].isin(pick_l) & tidy["source"].isin(pick_s)]
 
 
@@ -124,7 +126,7 @@ def render() -> None:
     if tidy.empty:
         st.info("No counted query has been shown yet in this study.")
         return
-    view = _filters(tidy)
+    view = _filters(tidy, int(study_id))
     answered = int(view["chosen_method"].notna().sum())
     m = st.columns(4)
     m[0].metric("Queries shown", len(view))

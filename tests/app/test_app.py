@@ -169,7 +169,7 @@ def test_dashboard_numbers_match_the_database(tmp_path, monkeypatch):
         assert int(counts.loc[reader, method]) == int(n)
     assert int(counts.loc["overall"].sum()) == 12
     # filtering by label changes the numbers the same way
-    at.multiselect(key="dash_labels").set_value(["covid"]).run()
+    at.multiselect(key=f"dash_labels_{ts.study_id}").set_value(["covid"]).run()
     covid = tidy[tidy["label"] == "covid"]
     assert {m.label: m.value for m in at.metric}["Answered"] == str(int(covid["chosen_method"].notna().sum()))
     assert at.download_button(key="dash_csv") is not None
@@ -390,3 +390,25 @@ def test_a_double_click_never_votes_on_the_next_query(study_env, monkeypatch):
     with connect(study_env.url).begin() as s:
         tidy = tidy_votes(s, study_env.study_id)
     assert int(tidy["chosen_method"].notna().sum()) == 0  # only the practice vote was cast
+
+
+def test_dashboard_filters_start_fresh_for_another_study(tmp_path, monkeypatch):
+    """A label picked for one study must not empty the next study's view (its filters start with everything)."""
+    from app import demo_db
+    from app.settings import AppSettings
+
+    url = f"sqlite:///{tmp_path / 'var' / 'study.db'}"
+    for k, v in {"R2C_DB_URL": url, "R2C_ASSETS": str(tmp_path / "var" / "assets"), "R2C_DATA": str(tmp_path / "none"),
+                 "R2C_WEIGHTS": str(tmp_path / "none"), "R2C_DEMO_DB": "1"}.items():
+        monkeypatch.setenv(k, v)
+    demo_db.ensure_demo_database(AppSettings(db_url=url, assets=tmp_path / "var" / "assets", data_dir=tmp_path / "none",
+                                             weights_root=tmp_path / "none", device="cpu", demo_allowed=True))
+    at = app_test().run()
+    at.text_input(key="access_code").input("demo-researcher")
+    at.button[0].click().run()
+    sim_id = int(at.selectbox(key="dash_study").value)
+    at.multiselect(key=f"dash_labels_{sim_id}").set_value(["covid"]).run()
+    narrowed = int({m.label: m.value for m in at.metric}["Answered"])
+    assert narrowed > 0
+    # the same widget keys would carry ["covid"] over; per-study keys start each study with every label
+    assert f"dash_labels_{sim_id + 1}" not in at.session_state
