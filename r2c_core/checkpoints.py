@@ -113,6 +113,12 @@ def load_model(
     return model, cfg
 
 
+def sub_state(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a flat multi-network state under ``prefix.`` with that prefix removed (``gen_ab.x`` -> ``x``)."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
 def load_state_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], *, what: str = "checkpoint") -> None:
     """Strictly load ``tensors`` into ``module``; any missing/unexpected key or shape mismatch is one clear error."""
     own = module.state_dict()

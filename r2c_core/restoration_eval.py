@@ -27,13 +27,11 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
 from .imageio import read_xray
-from .inference import Restorer
-from .training.restval import BLUR_SIGMA, NOISE_SIGMA, fitted_psnr
+from .inference import Restorer, to_model_tensor
+from .training.restval import BLUR_SIGMA, degrade, fitted_psnr
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +55,12 @@ def spread_rows(rows: pd.DataFrame, limit: int) -> pd.DataFrame:
 
 def degrade_full(gray: np.ndarray, seed: int) -> np.ndarray:
     """Blur (1.5 px at the working scale) + Gaussian noise (8 grey levels) at the image's own size; uint8."""
-    sigma = BLUR_SIGMA * max(gray.shape) / WORK
-    rng = np.random.default_rng(seed)
-    x = gaussian_filter(gray.astype(np.float64), sigma) + rng.normal(0.0, NOISE_SIGMA, gray.shape)
-    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return degrade(gray[None], seed, blur_sigma=BLUR_SIGMA * max(gray.shape) / WORK)[0]
 
 
 def _to_work(gray: np.ndarray) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(gray)).float()[None, None]
-    t = F.interpolate(t, size=(WORK, WORK), mode="bilinear", align_corners=False, antialias=False)
-    return t.round().clamp(0, 255)[0, 0].to(torch.uint8).numpy()
+    """The image at the working size, resized exactly as the Restorer resizes its input."""
+    return ((to_model_tensor(gray, WORK)[0, 0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def evaluate_image(restorer: Restorer, gray: np.ndarray, passes: int, seed: int) -> dict[str, float]:
@@ -75,8 +69,7 @@ def evaluate_image(restorer: Restorer, gray: np.ndarray, passes: int, seed: int)
     deg_rt, deg_res = (r.image for r in (restorer.restore(deg, passes=0), restorer.restore(deg, passes=passes)))
     # at the working size: the generator's own scale (the resizing loss does not enter)
     g256 = _to_work(gray)
-    d256 = np.clip(np.round(gaussian_filter(g256.astype(np.float64), BLUR_SIGMA)
-                            + np.random.default_rng(seed).normal(0.0, NOISE_SIGMA, g256.shape)), 0, 255).astype(np.uint8)
+    d256 = degrade(g256[None], seed)[0]
     r256 = restorer.restore(d256, passes=passes).image
     c256 = restorer.restore(g256, passes=passes).image
     f = lambda a, b: float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())  # noqa: E731

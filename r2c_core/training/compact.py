@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..checkpoints import WEIGHTS_FILE, load_state_into, save_checkpoint
+from ..checkpoints import WEIGHTS_FILE, load_state_into, save_checkpoint, sub_state
 from ..errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,7 @@ def load(directory: str | Path, tensors: Mapping[str, torch.Tensor], nets: Mappi
     d = Path(directory)
     cfg = json.loads((d / "config.json").read_text())
     for name, module in nets.items():
-        sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
-        load_state_into(module, sub, what=f"{d / WEIGHTS_FILE} ({name})")
+        load_state_into(module, sub_state(tensors, name), what=f"{d / WEIGHTS_FILE} ({name})")
     for name in cfg.get("kept", []):
         opt = opts[name]
         sd = opt.state_dict()

@@ -45,12 +45,12 @@ def pick_images(images: torch.Tensor, domains: Sequence[str], n: int) -> torch.T
     return images[torch.as_tensor(np.sort(np.concatenate(picked)), dtype=torch.long)]
 
 
-def degrade(u8: np.ndarray, seed: int) -> np.ndarray:
-    """Blur + Gaussian noise of (N, H, W) uint8 images, seeded; uint8."""
+def degrade(u8: np.ndarray, seed: int, blur_sigma: float = BLUR_SIGMA) -> np.ndarray:
+    """Blur (``blur_sigma`` px) + Gaussian noise (NOISE_SIGMA grey levels) of (N, H, W) uint8 images, seeded; uint8."""
     rng = np.random.default_rng(seed)
     out = np.empty_like(u8)
     for i, im in enumerate(u8):
-        x = gaussian_filter(im.astype(np.float64), BLUR_SIGMA) + rng.normal(0.0, NOISE_SIGMA, im.shape)
+        x = gaussian_filter(im.astype(np.float64), blur_sigma) + rng.normal(0.0, NOISE_SIGMA, im.shape)
         out[i] = np.clip(np.round(x), 0, 255).astype(np.uint8)
     return out
 

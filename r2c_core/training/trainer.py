@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint
+from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint, sub_state
 from ..data import SPLIT_FILE, domain_frame, load_manifest, load_split, split_info
 from ..errors import CheckpointError, R2CError
 from ..inference import export_generator, pick_device
@@ -334,8 +334,7 @@ class Trainer:
         elif cfg.get("kind") in (STATE_KIND, compact.KIND):
             loaded = []
             for name in NETS:
-                sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
-                load_state_into(getattr(self.gan, name), sub, what=f"init_from {d} ({name})")
+                load_state_into(getattr(self.gan, name), sub_state(tensors, name), what=f"init_from {d} ({name})")
                 loaded.append(name)
         else:
             raise CheckpointError(f"init_from {d}: kind {cfg.get('kind')!r} is neither a generator export nor a training state")
@@ -528,8 +527,7 @@ class Trainer:
         if cfg.get("model") != self.cfg.model:
             raise CheckpointError(f"{d}: state is for model {cfg.get('model')!r}, config says {self.cfg.model!r}")
         for name in NETS:
-            sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
-            load_state_into(getattr(self.gan, name), sub, what=f"{d} ({name})")
+            load_state_into(getattr(self.gan, name), sub_state(tensors, name), what=f"{d} ({name})")
         self.pool_a.load_state(tensors.get("pool_a", torch.empty(0)), self.device)
         self.pool_b.load_state(tensors.get("pool_b", torch.empty(0)), self.device)
         try:
