@@ -16,6 +16,7 @@ from pathlib import Path
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from r2c_core.classical import ClassicalRestorer, is_classical
 from r2c_core.errors import R2CError
 from r2c_core.inference import Restorer, pick_device
 from study.db import connect
@@ -113,9 +114,19 @@ def _restorer(weights_dir: str, device: str | None) -> Restorer:
     return Restorer.from_dir(weights_dir, device=device, channels_last=True, amp=True)
 
 
-def restorer(model: str) -> Restorer:
-    """The loaded restorer of a bundled model (raises :class:`R2CError` when its weights are unusable)."""
+@st.cache_resource(show_spinner=False)
+def _classical(name: str, classifier_dir: str | None, device: str | None) -> ClassicalRestorer:
+    return ClassicalRestorer(name, classifier=_restorer(classifier_dir, device) if classifier_dir else None)
+
+
+def restorer(model: str) -> Restorer | ClassicalRestorer:
+    """The loaded restorer of a bundled model or a classical method (raises :class:`R2CError` when weights are
+    unusable). A classical method's COVID probability comes from the first bundled generator's classifier, run
+    on the enhanced image."""
     cfg = settings()
+    if is_classical(model):
+        models = available_models(cfg.weights_root)
+        return _classical(model, str(cfg.weights_root / f"r2c-{models[0]}") if models else None, cfg.device)
     return _restorer(str(cfg.weights_root / f"r2c-{model}"), cfg.device)
 
 

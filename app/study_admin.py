@@ -16,14 +16,15 @@ RENDERERS = ("r2c", "synthetic")
 
 
 def method_choices(weights_root: Path) -> tuple[list[str], list[str]]:
-    """``(every method the bundled weights can render, the paper's reader-study set among them)``; both fall back
-    to the synthetic renderer's methods when no restoration weights are bundled."""
+    """``(every method the r2c renderer can make: the bundled generators and the classical methods, the paper's
+    reader-study set among them)``; both fall back to the synthetic renderer's methods when no restoration weights
+    are bundled."""
     from r2c_core.study_renderer import PAPER_METHODS, available_methods
 
     bundled = available_methods(weights_root)
     if len(bundled) < 2:
         return list(DEFAULT_METHODS), list(DEFAULT_METHODS)
-    return bundled, [m for m in PAPER_METHODS if m in bundled] or bundled
+    return available_methods(weights_root, classical_methods=True), [m for m in PAPER_METHODS if m in bundled] or bundled
 
 
 def make_renderer(name: str, kind: str, weights_root: Path, device: str | None = None,
@@ -41,7 +42,7 @@ def make_renderer(name: str, kind: str, weights_root: Path, device: str | None =
     bundled = available_methods(weights_root)
     if len(bundled) < 2:
         raise StudyError(f"no restoration weights in {weights_root} (weights/r2c-<model>/): use the synthetic renderer")
-    chosen = _pick(bundled, methods)
+    chosen = _pick(available_methods(weights_root, classical_methods=True), methods)
     try:
         return R2CRenderer(kind, weights_root=weights_root, device=device, methods=chosen), chosen
     except R2CError as exc:

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "r2c_core.commands.segmentation",
     "r2c_core.commands.training",
     "r2c_core.commands.baselines",
+    "r2c_core.commands.quality",
 )
 
 

@@ -77,6 +77,16 @@ def from_model_tensor(x: torch.Tensor, out_hw: tuple[int, int]) -> np.ndarray:
     return g[0, 0].to(torch.uint8).cpu().numpy()
 
 
+def to_working_gray(gray: np.ndarray, size: int = WORKING_SIZE) -> np.ndarray:
+    """(H, W) uint8 -> (size, size) uint8, resized exactly as the generators' input is (:func:`to_model_tensor`)."""
+    return ((to_model_tensor(gray, size)[0, 0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def from_working_gray(work: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """(s, s) uint8 -> (H, W) uint8 at ``out_hw``, resized back exactly as the generators' output is."""
+    return from_model_tensor(torch.from_numpy(np.ascontiguousarray(work)).float()[None] / 127.5 - 1.0, out_hw)
+
+
 def export_generator(
     generator: nn.Module,
     model_name: str,

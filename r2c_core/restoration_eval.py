@@ -26,11 +26,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
-import torch
 from skimage.metrics import structural_similarity
 
 from .imageio import read_xray
-from .inference import Restorer, to_model_tensor
+from .inference import Restorer, to_working_gray
 from .training.restval import BLUR_SIGMA, degrade, fitted_psnr
 
 log = logging.getLogger(__name__)
@@ -58,17 +57,12 @@ def degrade_full(gray: np.ndarray, seed: int) -> np.ndarray:
     return degrade(gray[None], seed, blur_sigma=BLUR_SIGMA * max(gray.shape) / WORK)[0]
 
 
-def _to_work(gray: np.ndarray) -> np.ndarray:
-    """The image at the working size, resized exactly as the Restorer resizes its input."""
-    return ((to_model_tensor(gray, WORK)[0, 0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
 def evaluate_image(restorer: Restorer, gray: np.ndarray, passes: int, seed: int) -> dict[str, float]:
     rt, res = (r.image for r in (restorer.restore(gray, passes=0), restorer.restore(gray, passes=passes)))
     deg = degrade_full(gray, seed)
     deg_rt, deg_res = (r.image for r in (restorer.restore(deg, passes=0), restorer.restore(deg, passes=passes)))
     # at the working size: the generator's own scale (the resizing loss does not enter)
-    g256 = _to_work(gray)
+    g256 = to_working_gray(gray, WORK)
     d256 = degrade(g256[None], seed)[0]
     r256 = restorer.restore(d256, passes=passes).image
     c256 = restorer.restore(g256, passes=passes).image

@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="manifest split to draw from, or 'all' (default test)")
     p.add_argument("--n", type=int, default=50, help="number of cases (default 50)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--methods", help="comma-separated methods (default: the renderer's, else the paper's five)")
+    p.add_argument("--methods", help="comma-separated methods (default: the renderer's, else the paper's five); the r2c renderer also makes the classical comparators clahe, histeq, gamma, unsharp, nlm")
     p.add_argument("--allocation", default="overlap", choices=["overlap", "split"])
     p.add_argument("--readers", help="comma-separated reader names (default: every reader with role reader)")
     p.add_argument("--repeat-fraction", type=float, default=0.0, help="fraction of each reader's cases shown twice")

@@ -71,7 +71,8 @@ def _spec_form(cfg) -> tuple[StudySpec, str] | None:
         default_label = st.selectbox("Label of images outside covid/ or control/", ["covid", "control"], key="adm_label")
         possible, paper = study_admin.method_choices(cfg.weights_root)
         methods = st.multiselect("Methods (shown side by side; 'original' is required)", possible, default=paper,
-                                 key="adm_methods", help="Default: the paper's reader-study set among the bundled models")
+                                 key="adm_methods", help="Default: the paper's reader-study set among the bundled models. "
+                                      "Classical comparators (clahe, histeq, gamma, unsharp, nlm) are blinded the same way")
         d, e, f, g, h = st.columns(5)
         n_cases = d.number_input("Cases", min_value=1, max_value=5000, value=20, key="adm_n")
         split = e.selectbox("Split", ["test", "train", "all"], key="adm_split")

@@ -1,19 +1,22 @@
 """The demo page (everyone, no sign-in): upload a chest X-ray or pick one from the data folder, choose a model
-and the number of passes, and see the original and the restored image side by side with the COVID-19
+(a bundled R2C-GAN generator or a classical comparator) and the number of passes, and see the original and the restored image side by side with the COVID-19
 probability and the lung segmentation of each. Bad uploads get one clear message and the app stays up."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from r2c_core.classical import is_classical
 from r2c_core.demo import DemoResult, downsized, run_demo
 from r2c_core.errors import ImageLoadError, R2CError
 from r2c_core.imageio import read_xray
+from r2c_core.methods import CLASSICAL_METHODS
 
 from .. import components, services
 from ..auth import current_user
@@ -66,12 +69,15 @@ def _input() -> tuple[bytes, str] | None:
 
 def _controls(models: list[str]) -> tuple[str, int, bool]:
     a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
-    model = a.selectbox("Restoration model", models, key="demo_model",
-                        help="R2C-GAN generators bundled under weights/r2c-<model>/")
-    passes = b.slider("Passes", min_value=1, max_value=5, value=3, key="demo_passes",
-                      help="How many times the generator is applied (the paper's study uses 3; 1 for cnn)")
+    model = a.selectbox("Restoration model", models + CLASSICAL_METHODS, key="demo_model",
+                        help="R2C-GAN generators bundled under weights/r2c-<model>/, then the classical comparators "
+                             "(clahe, histeq, gamma, unsharp, nlm; applied once)")
+    classical = is_classical(model)
+    passes = b.slider("Passes", min_value=1, max_value=5, value=3, key="demo_passes", disabled=classical,
+                      help="How many times the generator is applied (the paper's study uses 3; 1 for cnn). "
+                           "A classical method is applied once.")
     outline = c.toggle("Lung outline", value=True, key="demo_outline")
-    return model, int(passes), bool(outline)
+    return model, 1 if classical else int(passes), bool(outline)
 
 
 def _run(data: bytes, name: str, model: str, passes: int) -> DemoResult | None:
@@ -118,10 +124,15 @@ def _show(result: DemoResult, outline: bool) -> None:
     seg = result.overlay_original is not None
     left = result.overlay_original if outline and seg else result.original
     right = result.overlay_restored if outline and seg else result.restored
-    restored = f"Restored ({result.model}, {result.passes} pass{'es' if result.passes != 1 else ''})"
+    if is_classical(result.model):
+        restored = f"Enhanced ({result.model})"
+        how = "From the first bundled R2C-GAN generator's classification head, run on the enhanced image."
+    else:
+        restored = f"Restored ({result.model}, {result.passes} pass{'es' if result.passes != 1 else ''})"
+        how = "From the restoration model's classification head (first pass)."
     a, b, c = st.columns(3)
-    a.metric("COVID-19 probability", f"{100 * result.prob_covid:.1f} %",
-             help="From the restoration model's classification head (first pass). Research model, not a diagnosis.")
+    a.metric("COVID-19 probability", "n/a" if math.isnan(result.prob_covid) else f"{100 * result.prob_covid:.1f} %",
+             help=how + " Research model, not a diagnosis.")
     if result.lung_fraction is not None:
         b.metric("Lung area, original", f"{100 * result.lung_fraction[0]:.1f} % of image")
         c.metric("Lung area, restored", f"{100 * result.lung_fraction[1]:.1f} % of image")

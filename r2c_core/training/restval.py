@@ -12,7 +12,8 @@ On validation images of both quality domains (spread evenly, A and B alternating
   minus degraded. A restorer that damages a degraded image has a negative gain.
 
 The full benchmark (many degradations and severities, classical comparators, no-reference metrics) is the
-restoration benchmark; this is its cheap, fixed subset run at every export.
+restoration benchmark (:mod:`r2c_core.quality`); this is its cheap, fixed subset run at every export, built from the
+same primitives (:func:`r2c_core.quality.degrade.blur` and :func:`~r2c_core.quality.degrade.gaussian_noise`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
+from ..quality.degrade import blur, gaussian_noise, to_u8
 from .loader import to_input
 
 BLUR_SIGMA = 1.5
@@ -50,8 +51,7 @@ def degrade(u8: np.ndarray, seed: int, blur_sigma: float = BLUR_SIGMA) -> np.nda
     rng = np.random.default_rng(seed)
     out = np.empty_like(u8)
     for i, im in enumerate(u8):
-        x = gaussian_filter(im.astype(np.float64), blur_sigma) + rng.normal(0.0, NOISE_SIGMA, im.shape)
-        out[i] = np.clip(np.round(x), 0, 255).astype(np.uint8)
+        out[i] = to_u8(gaussian_noise(blur(im, blur_sigma), NOISE_SIGMA, rng))
     return out
 
 

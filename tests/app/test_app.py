@@ -249,6 +249,22 @@ def test_demo_page_reports_bad_uploads_and_stays_up(study_env, tmp_path, monkeyp
     assert any(m.label == "COVID-19 probability" for m in at.metric)
 
 
+def test_demo_page_offers_the_classical_comparators(study_env, tmp_path, monkeypatch):
+    from tests.e2e.harness import export_test_weights
+
+    monkeypatch.setenv("R2C_WEIGHTS", str(export_test_weights(tmp_path / "w", lung=False)))
+    at = _page("demo", None).run()
+    assert {"op-q1", "clahe", "histeq", "gamma", "unsharp", "nlm"} <= set(at.selectbox(key="demo_model").options)
+    at.selectbox(key="demo_model").set_value("clahe").run()
+    assert at.slider(key="demo_passes").disabled
+    good = _png((np.linspace(0, 255, 96 * 80).reshape(96, 80)).astype(np.uint8))
+    at.file_uploader(key="demo_upload").set_value(("ok.png", good, "image/png")).run()
+    assert not at.exception and not at.error
+    assert [c for im in at.image for c in im.captions] == ["Original", "Enhanced (clahe)"]
+    prob = next(m for m in at.metric if m.label == "COVID-19 probability")
+    assert prob.value.endswith("%")  # from the bundled generator's classifier on the enhanced image
+
+
 def test_demo_page_without_weights_says_so(study_env, tmp_path, monkeypatch):
     monkeypatch.setenv("R2C_WEIGHTS", str(tmp_path / "none"))
     at = _page("demo", None).run()

@@ -1,0 +1,65 @@
+"""Method names and the restorers behind them, shared by the study renderer, the demo and the restoration
+benchmark.
+
+A method is ``original`` (the image through the resizing round trip only), ``<model>-x<passes>`` (an R2C-GAN
+generator bundled under ``weights/r2c-<model>/`` applied ``passes`` times: ``cnn-x1``, ``op-q3-x3``) or a classical
+method by name (``clahe``, ``histeq``, ``gamma``, ``unsharp``, ``nlm``: :mod:`r2c_core.classical`, applied once).
+Every method goes through the same resize-to-working-size-and-back pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from . import classical
+from .errors import R2CError
+from .inference import Restorer
+from .paths import weights_root as default_weights_root
+
+ORIGINAL = "original"
+#: The paper's qualitative-study set: original, R2C-GAN CNN once, CNN-compact / Q=3 / Q=5 three times.
+PAPER_METHODS = [ORIGINAL, "cnn-x1", "cnn-compact-x3", "op-q3-x3", "op-q5-x3"]
+CLASSICAL_METHODS = list(classical.NAMES)
+_METHOD = re.compile(r"^(?P<model>[a-z0-9-]+?)-x(?P<passes>\d+)$")
+
+
+def parse_method(method: str) -> tuple[str, int]:
+    """``"op-q3-x3"`` -> ``("op-q3", 3)``; ``"original"`` -> ``("original", 0)``; ``"clahe"`` -> ``("clahe", 1)``."""
+    if method == ORIGINAL:
+        return ORIGINAL, 0
+    if classical.is_classical(method):
+        return method, 1
+    m = _METHOD.match(method)
+    if not m or int(m.group("passes")) < 1:
+        raise R2CError(f"bad method name {method!r}: expected 'original', '<model>-x<passes>' such as 'op-q3-x3', "
+                       f"or a classical method ({', '.join(CLASSICAL_METHODS)})")
+    return m.group("model"), int(m.group("passes"))
+
+
+def bundled_models(root: Path | None = None) -> list[str]:
+    """Models with a bundled generator (``weights/r2c-<model>/config.json`` and ``model.safetensors``), sorted."""
+    root = root or default_weights_root()
+    return [d.name[len("r2c-"):] for d in sorted(root.glob("r2c-*"))
+            if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
+
+
+def available_methods(root: Path | None = None, passes_for: dict[str, int] | None = None, *,
+                      classical_methods: bool = False) -> list[str]:
+    """``original`` plus one method per bundled generator (paper's pass counts: 1 for cnn, else 3), then the
+    classical methods when ``classical_methods``."""
+    out = [ORIGINAL] + [f"{m}-x{(passes_for or {}).get(m, 1 if m == 'cnn' else 3)}" for m in bundled_models(root)]
+    return out + (CLASSICAL_METHODS if classical_methods else [])
+
+
+def load_restorer(model: str, root: Path | None = None, device: str | None = None, classifier: Any | None = None,
+                  **options: Any) -> Restorer | classical.ClassicalRestorer:
+    """The restorer of a model name (a bundled generator or a classical method; ``classifier`` gives a classical
+    method its COVID probability). Raises :class:`R2CError` naming the missing weights folder."""
+    if classical.is_classical(model):
+        return classical.ClassicalRestorer(model, classifier=classifier)
+    d = (root or default_weights_root()) / f"r2c-{model}"
+    if not (d / "config.json").is_file():
+        raise R2CError(f"no weights for model {model!r}: expected {d}/config.json")
+    return Restorer.from_dir(d, device=device, **options)

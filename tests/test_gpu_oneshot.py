@@ -1,0 +1,102 @@
+"""The one-shot GPU run (scripts/gpu_oneshot.py): its plan for every recipe, the files it brings back, and a real
+CPU dry run of every stage (the GPU run itself needs a lent H200)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from r2c_core.inference import Restorer, export_generator
+from r2c_core.models import build_generator
+
+REPO = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("gpu_oneshot", REPO / "scripts" / "gpu_oneshot.py")
+gpu = importlib.util.module_from_spec(spec)
+sys.modules["gpu_oneshot"] = gpu  # dataclasses look their module up
+spec.loader.exec_module(gpu)
+
+
+def test_every_recipe_has_a_config_and_the_paper_set_is_complete():
+    assert set(gpu.R2C_RECIPES) == {"op-q3", "op-q5", "op-q1", "cnn-compact", "cnn", "op-q3-noclass"}
+    assert set(gpu.BASELINES) == {"efficientnet_b4", "efficientnet_b5", "resnet50", "inception_v3"}
+    for r in (*gpu.R2C_RECIPES, *gpu.BASELINES):
+        cfg = json.loads(gpu.recipe_config(r).read_text())
+        assert cfg["device"] == "cuda" and cfg["amp"] is True, r
+    assert json.loads(gpu.recipe_config("op-q3-noclass").read_text())["loss"]["lambda_class"] == 0
+
+
+def test_train_commands(tmp_path):
+    cmd = gpu.train_command("py", "op-q3-noclass", tmp_path / "x", 6.5, 1, dry=False)
+    assert cmd[cmd.index("--config") - 1] == "train" and "max_minutes=6.50" in cmd and "threads=1" in cmd
+    init = [c for c in cmd if c.startswith("init_from=")]
+    assert init == [f"init_from={REPO / 'weights' / 'r2c-op-q3'}"]  # the ablation starts from the CPU-trained op-q3
+    assert not any("device=cpu" in c for c in cmd)
+    base = gpu.train_command("py", "resnet50", tmp_path / "y", 6.5, 2, dry=True, split_file=tmp_path / "s.csv")
+    assert base[base.index("--config") - 1] == "train-baseline" and "device=cpu" in base and "max_steps=1" in base and f"split_file={tmp_path / 's.csv'}" in base
+    assert not any(c.startswith("init_from=") for c in base)
+
+
+def test_budget_leaves_the_reserves():
+    b = gpu.Budget(total=540.0)
+    assert 7.2 < b.train_minutes() <= (540 - 75 - 25) / 60
+    assert gpu.Budget(total=10.0).train_minutes() == 0.5
+
+
+def test_collect_brings_back_at_most_eight_small_files(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    torch.manual_seed(0)
+    for r in ("op-q1", "cnn-compact"):
+        export_generator(build_generator(r), r, runs / r / "generator")
+        (runs / r / "summary.json").write_text("{}")
+        (runs / r / "test_metrics.json").write_text('{"f1": 0.5}')
+    (runs / "resnet50").mkdir(parents=True)
+    (runs / "resnet50" / "test_metrics.json").write_text('{"f1": 0.4}')
+    files = gpu.collect(out, runs, ["op-q1", "cnn-compact", "resnet50"], {"recipes": []})
+    assert len(files) <= gpu.MAX_FILES and all(f.stat().st_size <= gpu.MAX_FILE_BYTES for f in files)
+    with tarfile.open(out / "results.tgz") as t:
+        assert {"op-q1/test_metrics.json", "resnet50/test_metrics.json", "cnn-compact/summary.json"} <= set(t.getnames())
+    with tarfile.open(out / "generators.tgz") as t:
+        t.extractall(tmp_path / "g", filter="data")
+    r = Restorer.from_dir(tmp_path / "g" / "op-q1", device="cpu")
+    assert r.config["export_dtype"] == "float16"
+    full = Restorer.from_dir(runs / "op-q1" / "generator", device="cpu")
+    img = (torch.rand(200, 180) * 255).to(torch.uint8).numpy()
+    a, b = full.restore(img, 3), r.restore(img, 3)
+    assert abs(a.image.astype(float) - b.image).mean() < 0.5 and abs(a.prob_covid - b.prob_covid) < 1e-3
+
+
+def test_split_file_parts(tmp_path):
+    f = tmp_path / "big.bin"
+    data = bytes(range(256)) * 40
+    f.write_bytes(data)
+    parts = gpu.split_file(f, part_bytes=4000)
+    assert [p.name for p in parts] == ["big.bin.part-00", "big.bin.part-01", "big.bin.part-02"] and not f.exists()
+    assert b"".join(p.read_bytes() for p in parts) == data
+
+
+def test_dry_run_every_stage_on_cpu(cxr_dir, tmp_path):
+    """bench (smoke), one training step of an R2C recipe and a baseline started together, test evaluation, collection."""
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_oneshot.py"), "--dry-run", "--recipes", "op-q1,resnet50",
+                          "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--budget-s", "900"],
+                         cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert plan["stages"]["bench"]["exit"] == 0
+    assert plan["stages"]["train"]["exit"] == {"op-q1": 0, "resnet50": 0}
+    assert plan["stages"]["evaluate"]["exit"] == {"op-q1": 0, "resnet50": 0}
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"plan.json", "results.tgz", "bench.json", "generators.tgz"} <= names and len(names) <= 8
+    bench = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert bench
+    with tarfile.open(tmp_path / "out" / "results.tgz") as t:
+        metrics = json.load(t.extractfile("op-q1/test_metrics.json"))
+        assert "f1" in json.dumps(metrics)
+        assert "resnet50/test_preds.csv" in t.getnames()
