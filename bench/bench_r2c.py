@@ -41,6 +41,7 @@ MODES = {
     "compile": FastOptions(compile=True),
     "compile+channels_last": FastOptions(compile=True, channels_last=True),
     "bf16+channels_last+compile": FastOptions(amp=True, channels_last=True, compile=True, compile_mode="max-autotune-no-cudagraphs"),
+    "bf16+channels_last+graphs": FastOptions(amp=True, channels_last=True, cuda_graphs=True),
     "bf16+channels_last+compile+graphs": FastOptions(amp=True, channels_last=True, compile=True, compile_mode="max-autotune-no-cudagraphs", cuda_graphs=True),
 }
 
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--train", action="store_true", help="also time training steps (needs r2c_core.training)")
     ap.add_argument("--train-batches", default=None)
+    ap.add_argument("--train-modes", default=None, help="comma list of bench/bench_train.py modes (default: all on CUDA)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--append", type=Path, help="append the markdown table to this file (e.g. docs/RESULTS.md)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat: checks the script runs")
@@ -172,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         models, modes, batches, passes, size, warmup, repeats = models[:1], ["eager", "channels_last"], [1], [1], 32, 1, 2
 
     info = device_info(device) if not args.smoke else {"device": str(device), "name": "smoke", "torch": torch.__version__, "date": dt.date.today().isoformat(), "plain_conv_gflops": 1.0}
-    results = []
+    results: list[dict] = []
+
+    def dump() -> None:  # after every result, so a run stopped at its time limit keeps what it measured
+        if args.json:
+            args.json.write_text(json.dumps({"info": info, "results": results}, indent=2))
     for model in models:
         for mode in modes:
             diff = check_equal(model, mode, min(size, 64), device)
@@ -182,15 +188,18 @@ def main(argv: list[str] | None = None) -> int:
                     r["max_abs_diff"] = f"{diff:.1e}"
                     results.append(r)
                     print(json.dumps(r), flush=True)
+                    dump()
     if args.train:
         from bench.bench_train import bench_train_steps  # noqa: PLC0415
 
+        train_batches = [int(b) for b in (args.train_batches or ("1,16,64" if cuda else "1")).split(",")]
+        train_modes = args.train_modes.split(",") if args.train_modes else None
         for model in models:
-            results += bench_train_steps(model, device, [int(b) for b in (args.train_batches or ("1,16,64" if cuda else "1")).split(",")],
-                                         size, warmup, repeats, smoke=args.smoke)
-    out = {"info": info, "results": results}
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+            for mode in train_modes or [None]:
+                results += bench_train_steps(model, device, train_batches, size, warmup, repeats,
+                                             modes=[mode] if mode else None, smoke=args.smoke)
+                dump()
+    dump()
     table = markdown(results, info)
     print(table)
     if args.append:

@@ -145,6 +145,5 @@ class ClassicalRestorer:
         return self.restore_batch([image], passes=passes, batch_size=1)[0]
 
     def classify(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        if self.classifier is None:
-            return np.full((len(images), len(CLASS_NAMES)), np.nan, dtype=np.float32)
-        return self.classifier.classify([r.image for r in self.restore_batch(images)], batch_size=batch_size)
+        """The classifier's probabilities on the enhanced images (NaN without a classifier)."""
+        return np.stack([r.probs for r in self.restore_batch(images, batch_size=batch_size)])

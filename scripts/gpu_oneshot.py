@@ -6,13 +6,16 @@ On the device machine (after ``bash scripts/gpu_oneshot.sh prepare`` here; docs/
 
 Stages, each bounded by what is left of ``--budget-s`` (wall clock from the script's start):
 
-1. **bench** (about 60 s): ``bench/bench_r2c.py`` on op-q3: restoration eager, bf16 + channels_last, + compile,
-   + CUDA graphs at batch 1 and 64, 3 passes, and training steps (``--train``) -> ``bench.json``.
+1. **bench** (about 60 s, then up to 60 s more for compiling): ``bench/bench_r2c.py`` on op-q3: restoration eager,
+   bf16 + channels_last and + CUDA graphs at batch 1 and 64, 3 passes, and training steps (eager, fast, fast +
+   channels_last at batch 8 and 64) -> ``bench.json``; then the torch.compile modes -> ``bench-compile.json``.
+   Each file is rewritten after every result, so a stage cut short keeps what it measured.
 2. **train**, all recipes at once on the one GPU (one process each, CPU threads shared out): the R2C-GAN recipes
    op-q3, op-q5, op-q1, cnn-compact, cnn and the ``lambda_class = 0`` ablation (configs/r2c-*-gpu.json), each
    starting from the CPU-trained generator under ``weights/r2c-<model>/`` where there is one, and the four
    baselines (configs/baseline-*.json), every one with ``max_minutes`` = the time left minus the evaluation and
-   collection reserves: the longest schedule that fits. Each validates on the validation split at its exports.
+   collection reserves and a start-up/export margin: the longest schedule that fits. Each validates on the
+   validation split at its exports. The ablation starts from scratch (see :func:`is_ablation`).
 3. **evaluate**: every recipe's final export classifies the test split (``classify`` / ``classify-baseline``) and
    is scored (``evaluate``: F1, AUC, within-ieee AUC, the metadata-only baseline), concurrently.
 4. **collect**, at most 8 files of at most 16 MiB in ``--out``: ``bench.json``, ``plan.json`` (what ran, for how
@@ -23,8 +26,9 @@ Stages, each bounded by what is left of ``--budget-s`` (wall clock from the scri
 smoke mode (the CI test), so the script cannot rot while no GPU is lent.
 
 Back here: ``bash scripts/gpu_oneshot.sh unpack DIR`` (DIR = the files that came back) puts the results under
-``runs/gpu/`` for ``scripts/report_results.py`` and the generators under ``runs/gpu/generators/``; a generator is
-shipped only where it beats the CPU-trained one on validation (``python -m r2c_core campaign select`` logic).
+``runs/gpu/`` for ``scripts/report_results.py`` and the generators under ``runs/gpu/generators/``. Which of them
+replace a shipped generator is decided by hand on validation (each run's ``val_log.jsonl`` against the shipped
+config's record; docs/TRAINING.md), never on test.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
 import sys
 import tarfile
 import time
@@ -48,7 +54,9 @@ PART_BYTES = 15 * MIB
 
 R2C_RECIPES = ("op-q3", "op-q5", "op-q1", "cnn-compact", "cnn", "op-q3-noclass")
 BASELINES = ("efficientnet_b4", "efficientnet_b5", "resnet50", "inception_v3")
-BENCH_MODES = ("eager", "bf16+channels_last", "bf16+channels_last+compile", "bf16+channels_last+compile+graphs")
+#: restoration modes, cheapest first (bench.json is rewritten after every result, so a bench cut short keeps them)
+BENCH_MODES = ("eager", "bf16+channels_last", "bf16+channels_last+graphs", "compile", "bf16+channels_last+compile+graphs")
+TRAIN_MODES = ("eager", "fast", "fast+cl")
 
 
 @dataclass
@@ -56,17 +64,24 @@ class Budget:
     """Where the wall-clock budget goes (seconds)."""
 
     total: float = 540.0
-    bench: float = 60.0
+    bench: float = 60.0  # restoration (eager, bf16, CUDA graphs) and training steps
+    bench_compile: float = 60.0  # the torch.compile modes, separately: compiling may not finish in time
     evaluate: float = 75.0
     collect: float = 25.0
+    #: start-up, final save, validation and export: max_minutes counts only the training loop
+    margin: float = 60.0
     start: float = field(default_factory=time.monotonic)
 
     def left(self) -> float:
         return self.total - (time.monotonic() - self.start)
 
+    def train_seconds(self) -> float:
+        """Wall time for the training stage: what is left minus the evaluation and collection reserves."""
+        return max(60.0, self.left() - self.evaluate - self.collect)
+
     def train_minutes(self) -> float:
-        """Training time for every recipe: what is left minus the evaluation and collection reserves (>= 0.5 min)."""
-        return max(0.5, (self.left() - self.evaluate - self.collect) / 60.0)
+        """Each trainer's ``max_minutes``: the training stage minus the start-up/export margin (>= 0.5 min)."""
+        return max(0.5, (self.train_seconds() - self.margin) / 60.0)
 
 
 def recipe_kind(name: str) -> str:
@@ -81,6 +96,13 @@ def recipe_model(name: str) -> str:
     return json.loads(recipe_config(name).read_text())["model"]
 
 
+def is_ablation(name: str) -> bool:
+    """The ``lambda_class = 0`` recipe: it starts from scratch (a class-trained generator would confound it) and its
+    classifier head stays untrained, so only its restoration means something."""
+    cfg = json.loads(recipe_config(name).read_text())
+    return recipe_kind(name) == "r2c" and cfg.get("loss", {}).get("lambda_class", 1.0) == 0
+
+
 def train_command(py: str, name: str, run_dir: Path, minutes: float, threads: int, dry: bool,
                   split_file: Path | None = None) -> list[str]:
     """The training call of one recipe (see the module doc)."""
@@ -90,7 +112,7 @@ def train_command(py: str, name: str, run_dir: Path, minutes: float, threads: in
            "--set", f"max_minutes={minutes:.2f}", "--set", f"threads={threads}"]
     if kind == "r2c":
         init = REPO / "weights" / f"r2c-{recipe_model(name)}"
-        if (init / "model.safetensors").is_file():
+        if (init / "model.safetensors").is_file() and not is_ablation(name):
             cmd += ["--set", f"init_from={init}"]
         cmd += ["--set", "val_restoration=48"]
     if split_file is not None:
@@ -123,21 +145,29 @@ def run_all(commands: dict[str, list[str]], logs: dict[str, Path], timeout_s: fl
         fh = open(logs[name], "a")
         fh.write(f"$ {' '.join(cmd)}\n")
         fh.flush()
-        procs[name] = (subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env), fh)
+        # a process group of its own, so that stopping it stops its children too (bash -c chains, data workers)
+        procs[name] = (subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True), fh)
     deadline = time.monotonic() + timeout_s
     codes = {}
     for name, (p, fh) in procs.items():
         try:
             codes[name] = p.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            p.terminate()  # the trainers save their state and export on SIGTERM
+            _signal_group(p, signal.SIGTERM)  # the trainers finish the step, save, validate and export
             try:
                 codes[name] = p.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                p.kill()
+                _signal_group(p, signal.SIGKILL)
                 codes[name] = p.wait()
         fh.close()
     return codes
+
+
+def _signal_group(p: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def data_manifest(py: str, work: Path, dry: bool) -> Path:
@@ -172,12 +202,17 @@ def tiny_split(manifest: Path, work: Path) -> Path:
     return out
 
 
-def bench_command(py: str, out: Path, dry: bool) -> list[str]:
-    cmd = [py, str(REPO / "bench" / "bench_r2c.py"), "--json", str(out / "bench.json")]
+def bench_commands(py: str, out: Path, dry: bool) -> dict[str, list[str]]:
+    """``bench``: restoration (eager, bf16 + channels_last, + CUDA graphs) and training steps -> bench.json;
+    ``bench-compile``: the torch.compile modes -> bench-compile.json (compiling may outlast its time)."""
+    base = [py, str(REPO / "bench" / "bench_r2c.py")]
     if dry:
-        return cmd + ["--smoke", "--device", "cpu"]
-    return cmd + ["--device", "cuda", "--models", "op-q3", "--batches", "1,64", "--passes", "3", "--modes", ",".join(BENCH_MODES),
-                  "--train", "--train-batches", "8,64", "--warmup", "3", "--repeats", "10"]
+        return {"bench": base + ["--json", str(out / "bench.json"), "--smoke", "--device", "cpu"]}
+    common = ["--device", "cuda", "--models", "op-q3", "--batches", "1,64", "--passes", "3", "--warmup", "3", "--repeats", "10"]
+    return {"bench": base + ["--json", str(out / "bench.json"), *common, "--modes", ",".join(m for m in BENCH_MODES if "compile" not in m),
+                             "--train", "--train-batches", "8,64", "--train-modes", ",".join(TRAIN_MODES)],
+            "bench-compile": base + ["--json", str(out / "bench-compile.json"), *common,
+                                     "--modes", ",".join(m for m in BENCH_MODES if "compile" in m)]}
 
 
 def fp16_generator(src: Path, dst: Path) -> None:
@@ -208,6 +243,7 @@ def split_file(path: Path, part_bytes: int = PART_BYTES) -> list[Path]:
     return parts
 
 
+TOP_FILES = ("bench.log", "bench-compile.log", "split-tiny.csv")
 RESULT_FILES = ("summary.json", "val_log.jsonl", "train_log.csv", "test_metrics.json", "test_preds.csv", "train.log", "eval.log",
                 "last_train.json", "warm_log.csv")
 
@@ -216,12 +252,15 @@ def collect(out: Path, runs: Path, recipes: list[str], plan: dict) -> list[Path]
     """The files that come back (module doc, stage 4); at most 8, each at most 16 MiB."""
     (out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
     with tarfile.open(out / "results.tgz", "w:gz") as tar:
+        for name in TOP_FILES:
+            if (runs / name).is_file():
+                tar.add(runs / name, arcname=name)
         for r in recipes:
             for name in RESULT_FILES:
                 f = runs / r / name
                 if f.is_file():
                     tar.add(f, arcname=f"{r}/{name}")
-    files = [out / "plan.json", out / "results.tgz"] + ([out / "bench.json"] if (out / "bench.json").is_file() else [])
+    files = [out / "plan.json", out / "results.tgz"] + [out / n for n in ("bench.json", "bench-compile.json") if (out / n).is_file()]
     stage = runs / "_fp16"
     shutil.rmtree(stage, ignore_errors=True)
     for r in recipes:
@@ -244,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "runs/gpu-out")), help="the folder that comes back ($OUT)")
     ap.add_argument("--budget-s", type=float, default=540.0, help="wall-clock budget of the whole run (default 9 minutes)")
-    ap.add_argument("--runs", type=Path, default=None, help="work folder (default runs/gpu, or a temporary one with --dry-run)")
+    ap.add_argument("--runs", type=Path, default=None, help="work folder (default runs/gpu; a new temporary one with --dry-run)")
     ap.add_argument("--recipes", default="", help="comma-separated subset (default: every R2C recipe and baseline)")
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny pack, one step per recipe, bench smoke mode")
@@ -255,12 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [r for r in recipes if not recipe_config(r).is_file()]
     if unknown:
         raise SystemExit(f"error: no recipe {', '.join(unknown)} (configs/r2c-<name>-gpu.json or configs/baseline-<name>.json)")
-    runs = (args.runs or (REPO / "runs" / ("gpu-dry" if args.dry_run else "gpu"))).resolve()
+    runs = (args.runs or (Path(tempfile.mkdtemp(prefix="r2c-gpu-dry-")) if args.dry_run else REPO / "runs" / "gpu")).resolve()
     out = args.out.resolve()
     runs.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    plan: dict = {"recipes": recipes, "budget_s": args.budget_s, "dry_run": args.dry_run, "stages": {}}
+    plan: dict = {"recipes": recipes, "budget_s": args.budget_s, "dry_run": args.dry_run, "stages": {},
+                  "untrained_classifier": [r for r in recipes if is_ablation(r)]}
 
     def stage(name: str, t0: float, **info) -> None:
         plan["stages"][name] = {"seconds": round(time.monotonic() - t0, 1), **info}
@@ -273,15 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     stage("data", t0, manifest=str(manifest))
 
     if not args.skip_bench:
-        t0 = time.monotonic()
-        codes = run_all({"bench": bench_command(py, out, args.dry_run)}, {"bench": runs / "bench.log"}, budget.bench, env)
-        stage("bench", t0, exit=codes["bench"])
+        for name, cmd in bench_commands(py, out, args.dry_run).items():
+            t0 = time.monotonic()
+            limit = budget.bench_compile if name == "bench-compile" else budget.bench * (3 if args.dry_run else 1)
+            codes = run_all({name: cmd}, {name: runs / f"{name}.log"}, limit, env)
+            stage(name, t0, exit=codes[name])
 
     t0 = time.monotonic()
-    minutes = budget.train_minutes()
+    stage_s, minutes = budget.train_seconds(), budget.train_minutes()
     threads = max(1, (os.cpu_count() or 2) // len(recipes))
     cmds = {r: train_command(py, r, runs / r, minutes, threads, args.dry_run, split) for r in recipes}
-    codes = run_all(cmds, {r: runs / r / "train.log" for r in recipes}, minutes * 60 + 45, env)
+    codes = run_all(cmds, {r: runs / r / "train.log" for r in recipes}, stage_s, env)
     stage("train", t0, max_minutes=round(minutes, 2), threads=threads, exit=codes)
 
     t0 = time.monotonic()

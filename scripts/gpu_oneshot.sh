@@ -21,6 +21,7 @@ travel_bytes() {  # tracked files that exist + untracked files git does not igno
   { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}'
 }
 pack_bytes() { [ -d .pack ] && du -sb .pack | cut -f1 || echo 0; }
+whl_bytes() { [ -d .whl ] && du -sb .whl | cut -f1 || echo 0; }   # wheels for what the device lacks (none needed now)
 
 case "${1:-}" in
   prepare)
@@ -33,10 +34,15 @@ case "${1:-}" in
     for p in "${PARKED[@]}"; do
       if [ -e "$p" ]; then mkdir -p "$PARK/$(dirname "$p")"; mv "$p" "$PARK/$p"; echo "parked $p -> $PARK/$p"; fi
     done
-    total=$(( $(travel_bytes) + $(pack_bytes) ))
+    total=$(( $(travel_bytes) + $(pack_bytes) + $(whl_bytes) ))
     echo "would travel: $((total / 1048576)) MiB (limit 64 MiB)"
-    [ "$total" -lt "$LIMIT" ] || { echo "error: too large to travel; park more (R2C_PARK) or shrink .pack" >&2; exit 1; }
-    echo "next: device run with carry [\".pack\"] and: bash scripts/gpu_oneshot.sh run; then: bash scripts/gpu_oneshot.sh restore"
+    if [ "$total" -ge "$LIMIT" ]; then
+      echo "error: too large to travel; putting the parked files back" >&2
+      bash scripts/gpu_oneshot.sh restore; exit 1
+    fi
+    carry='[".pack"]'; [ -d .whl ] && carry='[".pack", ".whl"]'
+    echo "parked files show as deleted in git status: do not commit until: bash scripts/gpu_oneshot.sh restore"
+    echo "next: device run with carry $carry and: bash scripts/gpu_oneshot.sh run; then: bash scripts/gpu_oneshot.sh restore"
     ;;
   restore)
     for p in "${PARKED[@]}"; do
@@ -68,6 +74,6 @@ case "${1:-}" in
     ls runs/gpu runs/gpu/generators
     echo "next: python scripts/report_results.py runs/gpu/*/test_metrics.json"
     ;;
-  size) echo "$(( ($(travel_bytes) + $(pack_bytes)) / 1048576 )) MiB would travel (limit 64 MiB)" ;;
+  size) echo "$(( ($(travel_bytes) + $(pack_bytes) + $(whl_bytes)) / 1048576 )) MiB would travel (limit 64 MiB)" ;;
   *) sed -n '2,16p' "$0"; exit 2 ;;
 esac

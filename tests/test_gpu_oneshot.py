@@ -33,11 +33,14 @@ def test_every_recipe_has_a_config_and_the_paper_set_is_complete():
 
 
 def test_train_commands(tmp_path):
-    cmd = gpu.train_command("py", "op-q3-noclass", tmp_path / "x", 6.5, 1, dry=False)
+    cmd = gpu.train_command("py", "op-q5", tmp_path / "x", 6.5, 1, dry=False)
     assert cmd[cmd.index("--config") - 1] == "train" and "max_minutes=6.50" in cmd and "threads=1" in cmd
     init = [c for c in cmd if c.startswith("init_from=")]
-    assert init == [f"init_from={REPO / 'weights' / 'r2c-op-q3'}"]  # the ablation starts from the CPU-trained op-q3
+    assert init == [f"init_from={REPO / 'weights' / 'r2c-op-q5'}"]  # from the CPU-trained generator
     assert not any("device=cpu" in c for c in cmd)
+    assert gpu.is_ablation("op-q3-noclass") and not gpu.is_ablation("op-q3") and not gpu.is_ablation("resnet50")
+    ablation = gpu.train_command("py", "op-q3-noclass", tmp_path / "z", 6.5, 1, dry=False)
+    assert not any(c.startswith("init_from=") for c in ablation)  # from scratch: a class-trained start would confound it
     base = gpu.train_command("py", "resnet50", tmp_path / "y", 6.5, 2, dry=True, split_file=tmp_path / "s.csv")
     assert base[base.index("--config") - 1] == "train-baseline" and "device=cpu" in base and "max_steps=1" in base and f"split_file={tmp_path / 's.csv'}" in base
     assert not any(c.startswith("init_from=") for c in base)
@@ -45,7 +48,8 @@ def test_train_commands(tmp_path):
 
 def test_budget_leaves_the_reserves():
     b = gpu.Budget(total=540.0)
-    assert 7.2 < b.train_minutes() <= (540 - 75 - 25) / 60
+    assert 6.0 < b.train_minutes() <= (540 - 75 - 25 - 60) / 60
+    assert b.train_seconds() - 60 * b.train_minutes() >= b.margin - 1
     assert gpu.Budget(total=10.0).train_minutes() == 0.5
 
 
@@ -85,8 +89,8 @@ def test_split_file_parts(tmp_path):
 def test_dry_run_every_stage_on_cpu(cxr_dir, tmp_path):
     """bench (smoke), one training step of an R2C recipe and a baseline started together, test evaluation, collection."""
     res = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_oneshot.py"), "--dry-run", "--recipes", "op-q1,resnet50",
-                          "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--budget-s", "900"],
-                         cwd=REPO, capture_output=True, text=True, timeout=900)
+                          "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--budget-s", "420"],
+                         cwd=REPO, capture_output=True, text=True, timeout=540)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     plan = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert plan["stages"]["bench"]["exit"] == 0

@@ -44,8 +44,13 @@ def _lung_mask(size: int = 256) -> np.ndarray:
 
 # -- degradation suite -------------------------------------------------------------------------------------------
 
-def test_degradations_are_seeded_per_image_and_independent_of_order():
+def test_degradations_are_seeded_per_image_and_independent_of_call_history():
     g = _xray_like()
+    first = D.apply(g, "mix", 3, seed=3, image_id="img-7")
+    for d, s in reversed(D.suite()):  # other images and degradations in between, and the global RNG stirred
+        D.apply(_xray_like(64, 1), d, s, seed=3, image_id="other")
+    np.random.seed(123)
+    assert np.array_equal(D.apply(g, "mix", 3, seed=3, image_id="img-7"), first)
     for d, s in D.suite():
         a = D.apply(g, d, s, seed=3, image_id="img-7")
         assert a.dtype == np.uint8 and a.shape == g.shape
@@ -108,7 +113,7 @@ def test_full_reference_against_independent_formulas():
     assert fr["ssim"] == pytest.approx(structural_similarity(g, d, data_range=255), abs=1e-12)
     assert 0 < fr["ms_ssim"] < 1 and fr["gmsd"] > 0
     same = measures.full_reference(g, g)
-    assert same["psnr"] == math.inf and same["ssim"] == pytest.approx(1.0) and same["gmsd"] == pytest.approx(0.0, abs=1e-6)
+    assert same["psnr"] == measures.PSNR_CAP and same["ssim"] == pytest.approx(1.0) and same["gmsd"] == pytest.approx(0.0, abs=1e-6)
     assert math.isnan(measures.full_reference(g[:100, :100], g[:100, :100])["ms_ssim"])  # too small for 5 scales
     with pytest.raises(R2CError, match="differ in size"):
         measures.full_reference(g, g[:100])
@@ -163,6 +168,8 @@ def test_classical_methods_are_the_documented_library_calls():
 
 
 def test_classical_restorer_uses_the_generators_pipeline():
+    square = _xray_like(256)  # at the working size the pipeline is the method itself
+    assert np.array_equal(classical.ClassicalRestorer("clahe").restore(square).image, classical.enhance(square, "clahe"))
     g = _xray_like(300)[:, :240]
     for name in classical.NAMES:
         r = classical.ClassicalRestorer(name).restore(g)
@@ -273,3 +280,4 @@ def test_restoration_bench_cli_quick(cxr_dir, tmp_path, capsys):
     assert overall["identity"]["psnr_gain"] == 0 and overall["nlm"]["psnr_gain"] > 0  # denoising helps on noise
     assert "| clahe |" in capsys.readouterr().out
     assert (out / "no_reference.csv").is_file() and (out / "figure.html").is_file()
+    assert js["summary"]["no_reference"]["identity"]["A"]["flip"] is None  # no classifier: no flips counted

@@ -161,8 +161,9 @@ def summarise(fr: pd.DataFrame, nr: pd.DataFrame) -> dict[str, Any]:
         out["full_reference_per_degradation"] = {m: {d: per_deg.loc[(m, d)].to_dict() for (mm, d) in per_deg.index if mm == m} for m in order}
     if not nr.empty:
         order = list(dict.fromkeys(nr["method"]))
-        nr = nr.assign(p_change=(nr["p_covid"] - nr["p_covid_original"]).abs(),
-                       flip=((nr["p_covid"] >= 0.5) != (nr["p_covid_original"] >= 0.5)).astype(float))
+        known = nr["p_covid"].notna() & nr["p_covid_original"].notna()  # no classifier: no flips to count
+        flip = ((nr["p_covid"] >= 0.5) != (nr["p_covid_original"] >= 0.5)).astype(float).where(known)
+        nr = nr.assign(p_change=(nr["p_covid"] - nr["p_covid_original"]).abs(), flip=flip)
         cols = [*M.NO_REFERENCE, "keep_ssim", "keep_dice", "p_change", "flip"]
         by = nr.groupby(["method", "domain"], sort=False)[cols].mean()
         out["no_reference"] = {m: {dom: by.loc[(m, dom)].to_dict() for (mm, dom) in by.index if mm == m} for m in order}

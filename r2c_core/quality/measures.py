@@ -3,7 +3,8 @@
 All take 8-bit gray images (2-D uint8) at the working size and return plain floats.
 
 Full reference (a restored image against the clean original, :func:`full_reference`):
-``psnr`` and ``ssim`` (scikit-image, data range 255, SSIM with its default 7-px window), ``ms_ssim`` and ``gmsd``
+``psnr`` and ``ssim`` (scikit-image, data range 255, SSIM with its default 7-px window; PSNR capped at 100 dB, which
+identical images would exceed), ``ms_ssim`` and ``gmsd``
 (piq, images scaled to [0, 1]; MS-SSIM needs a side above 160 px and is NaN below). Higher is better for all but
 GMSD (a gradient-magnitude deviation: 0 is identical).
 
@@ -44,6 +45,8 @@ DIRECTION = {"psnr": 1, "ssim": 1, "ms_ssim": 1, "gmsd": -1, "piqe": -1, "brisqu
 FULL_REFERENCE = ("psnr", "ssim", "ms_ssim", "gmsd")
 NO_REFERENCE = ("piqe", "brisque", "entropy", "blur", "noise", "cnr", "eme")
 MS_SSIM_MIN_SIDE = 161
+#: PSNR of identical images is infinite; capped so that one identical pair does not make a mean infinite
+PSNR_CAP = 100.0
 RING_PX = 8
 EME_BLOCK = 8
 
@@ -66,8 +69,8 @@ def full_reference(test: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
     _check(test, ref)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # PSNR of identical images is inf, kept as such
-        psnr = float(peak_signal_noise_ratio(ref, test, data_range=255))
+        warnings.simplefilter("ignore", RuntimeWarning)  # identical images: inf, capped below
+        psnr = min(PSNR_CAP, float(peak_signal_noise_ratio(ref, test, data_range=255)))
     out = {"psnr": psnr, "ssim": float(structural_similarity(ref, test, data_range=255))}
     x, y = _t(test), _t(ref)
     out["ms_ssim"] = float(piq.multi_scale_ssim(x, y, data_range=1.0)) if min(ref.shape) >= MS_SSIM_MIN_SIDE else math.nan

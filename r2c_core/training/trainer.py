@@ -386,16 +386,21 @@ class Trainer:
                     stopped_early = True
                     log.warning("%s at step %d of %d: saving the state and stopping", stop.requested, self.step, end)
                     break
-        finally:
+        except BaseException:
             stop.restore()
+            raise
+        finally:
             bar.close()
             log_file.close()
         elapsed = time.perf_counter() - t0
         gen_dir = None
-        if self.is_main:
-            self.save_state()
-            self.validate()
-            gen_dir = self.export()
+        try:  # a SIGTERM now (a run's time limit) must not cut the final save and export short
+            if self.is_main:
+                self.save_state()
+                self.validate()
+                gen_dir = self.export()
+        finally:
+            stop.restore()
         summary = {"step": self.step, "total_steps": self.total_steps, "stopped_early": stopped_early, "steps_per_epoch": self.steps_per_epoch, "steps_run": steps_done,
                    "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(1, steps_done), 4),
                    "validation": self.last_val, "generator": str(gen_dir), "state": str(self.out / "state")}
