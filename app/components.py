@@ -6,7 +6,11 @@ them only by slot number ("Image 1".."Image 5"), and keys its widgets by slot nu
 reveals which method made which image. Zoom and the enlarged view are added in the browser by a small script
 (``st.components.v2``, no iframe) that works on the grid's own ``<img>`` elements: the mouse wheel zooms all
 images at the same point, dragging pans them all, a double click resets, a click opens the image large
-(arrow keys step through the others at the same zoom, Esc closes).
+(arrow keys step through the others at the same zoom, Esc closes). Window/level: a right drag (or shift drag) on any
+image, or the presets of the bar above the grid, sets one CSS filter on every image (the enlarged one too), so no
+image is favoured; ``out = (x - (L - W/2)) / W`` on the display grey levels, as ``brightness(1 / (W c))
+contrast(c)`` with ``c = 1 + 2 (L - W/2) / W``. It stays from one query to the next (a display preference); the
+zoom resets.
 """
 
 from __future__ import annotations
@@ -31,11 +35,23 @@ export default function (component) {
   const GRID = '.st-key-r2c-grid';
   const w = window;
   if (!w.__r2cZoom) {
-    const Z = { s: 1, tx: 0, ty: 0, drag: null, box: null, idx: 0 };
+    const Z = { s: 1, tx: 0, ty: 0, drag: null, box: null, idx: 0, W: 1, L: 0.5, wl: null };
     w.__r2cZoom = Z;
+    // window/level on the display grey levels (0..1): out = (x - (L - W/2)) / W, clipped; the same for every image
+    const PRESETS = { default: [1, 0.5], lung: [0.7, 0.35], mediastinum: [0.7, 0.65], bone: [0.5, 0.7] };
+    const wlFilter = () => {
+      if (Math.abs(Z.W - 1) < 1e-6 && Math.abs(Z.L - 0.5) < 1e-6) return '';
+      const lo = Z.L - Z.W / 2, c = 1 + (2 * lo) / Z.W, b = 1 / (Z.W * c);
+      return `brightness(${b.toFixed(4)}) contrast(${c.toFixed(4)})`;
+    };
     const gridImgs = () => Array.from(document.querySelectorAll(GRID + ' [data-testid="stImage"] img'));
     const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
     const apply = () => {
+      Z.W = clamp(Z.W, 0.05, 2);
+      Z.L = clamp(Z.L, 0.05, 0.95);
+      const filter = wlFilter();
+      const readout = document.getElementById('r2c-wl-readout');
+      if (readout) readout.textContent = `W ${Math.round(Z.W * 100)} %, L ${Math.round(Z.L * 100)} %`;
       Z.s = clamp(Z.s, 1, 8);
       Z.tx = clamp(Z.tx, 1 - Z.s, 0);
       Z.ty = clamp(Z.ty, 1 - Z.s, 0);
@@ -50,6 +66,7 @@ export default function (component) {
         img.style.transform = `translate(${x}px, ${y}px) scale(${Z.s})`;
         img.style.clipPath = Z.s > 1 ? `inset(${top}px ${right}px ${bottom}px ${left}px)` : '';
         img.style.cursor = Z.s > 1 ? 'grab' : 'zoom-in';
+        img.style.filter = filter;
         img.draggable = false;
       }
     };
@@ -92,7 +109,7 @@ export default function (component) {
       const cap = document.createElement('div');
       cap.style.cssText = 'color:#eee;font:14px sans-serif';
       cap.textContent = `Image ${Z.idx + 1} of ${imgs.length} - arrow keys: other images, wheel or drag: zoom and pan, ` +
-        'double click: reset, number key: choose, Esc: close';
+        'right drag: window/level, double click: reset zoom, number key: choose, Esc: close';
       box.appendChild(f);
       box.appendChild(cap);
       box.addEventListener('mousedown', (e) => { if (e.target === box) closeBox(); });
@@ -112,14 +129,32 @@ export default function (component) {
       Z.ty = fy - v * Z.s;
       apply();
     }, { passive: false });
+    document.addEventListener('contextmenu', (e) => { if (target(e)) e.preventDefault(); });
+    document.addEventListener('click', (e) => {
+      const b = e.target && e.target.closest ? e.target.closest('[data-r2c-wl]') : null;
+      if (!b) return;
+      [Z.W, Z.L] = PRESETS[b.dataset.r2cWl] || PRESETS.default;
+      apply();
+    });
     document.addEventListener('mousedown', (e) => {
       const img = target(e);
+      if (img && (e.button === 2 || (e.button === 0 && e.shiftKey))) {  // right drag (or shift drag): window/level
+        e.preventDefault();
+        Z.wl = { x: e.clientX, y: e.clientY, W: Z.W, L: Z.L };
+        return;
+      }
       if (!img || e.button !== 0) return;
       e.preventDefault();
       const r = box0(img);
       Z.drag = { x: e.clientX, y: e.clientY, tx: Z.tx, ty: Z.ty, w: r.width, h: r.height, moved: false, img };
     });
     document.addEventListener('mousemove', (e) => {
+      if (Z.wl) {  // right: wider window (less contrast), down: higher level (darker)
+        Z.W = Z.wl.W * Math.exp((e.clientX - Z.wl.x) * 0.005);
+        Z.L = Z.wl.L + (e.clientY - Z.wl.y) * 0.002;
+        apply();
+        return;
+      }
       const d = Z.drag;
       if (!d) return;
       const dx = e.clientX - d.x, dy = e.clientY - d.y;
@@ -127,6 +162,7 @@ export default function (component) {
       if (d.moved && Z.s > 1) { Z.tx = d.tx + dx / d.w; Z.ty = d.ty + dy / d.h; apply(); }
     });
     document.addEventListener('mouseup', () => {
+      if (Z.wl) { Z.wl = null; return; }
       const d = Z.drag;
       Z.drag = null;
       if (!d || d.moved) return;
@@ -168,6 +204,16 @@ export default function (component) {
 
 _zoom_sync = st.components.v2.component("r2c_zoom_sync", js=_ZOOM_JS, isolate_styles=False)
 
+#: the window/level bar above the grid; the zoom script above handles its buttons and the right-drag
+_WL_HTML = (
+    '<div class="r2c-wl" style="display:flex;flex-wrap:wrap;gap:6px;align-items:center;font:13px sans-serif">'
+    '<span>Window/level (right drag on an image, or shift drag):</span>'
+    + "".join(f'<button type="button" data-r2c-wl="{k}" style="padding:1px 8px">{v}</button>'
+              for k, v in (("default", "Reset"), ("lung", "Lung"), ("mediastinum", "Mediastinum"), ("bone", "Bone")))
+    + '<span id="r2c-wl-readout" style="opacity:0.7">W 100 %, L 50 %</span></div>'
+)
+_wl_bar = st.components.v2.component("r2c_wl_bar", html=_WL_HTML, isolate_styles=False)
+
 
 def research_notice(where: Any = st) -> None:
     """The visible research-use notice."""
@@ -193,6 +239,10 @@ def comparison_grid(
     """Images 1..n side by side, each with a "Choose k" button (keyboard shortcut: the number key k).
 
     ``on_choose(*choose_args(k))`` runs when image ``k`` is chosen; ``chosen`` marks an earlier choice."""
+    try:
+        _wl_bar(key="r2c-wl")
+    except Exception:  # the grid stays usable without the bar
+        pass
     with st.container(key=GRID_KEY):
         cols = st.columns(len(images), gap="small")
         for k, (col, data) in enumerate(zip(cols, images), start=1):

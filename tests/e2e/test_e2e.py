@@ -67,6 +67,36 @@ def test_reader_votes_with_mouse_and_keyboard_then_resumes(page, app_url, e2e_st
     assert list(mine["chosen_slot"]) == [4, 1, 5, 2]
 
 
+def test_window_level_changes_every_image_alike(page, app_url, e2e_study):
+    page.goto(app_url)
+    wait_app_idle(page)
+    sign_in(page, e2e_study.codes["reader-3"])  # views the practice query only, as the zoom test does
+    wait_for_text(page, r"Practice 1 of 1")
+    wait_app_idle(page)
+    imgs = page.locator('.st-key-r2c-grid [data-testid="stImage"] img')
+    assert imgs.count() == 5
+    filters = lambda: [imgs.nth(i).evaluate("e => e.style.filter") for i in range(5)]  # noqa: E731
+    box = imgs.nth(2).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down(button="right")
+    page.mouse.move(x - 60, y + 40, steps=4)  # narrower window, higher level
+    page.mouse.up(button="right")
+    after = filters()
+    assert len(set(after)) == 1 and "contrast(" in after[0]
+    page.locator('[data-r2c-wl="lung"]').click()  # W 0.7, L 0.35: [0, 0.7] -> [0, 1]
+    assert set(filters()) == {"brightness(1.4286) contrast(1)"}
+    assert "W 70 %, L 35 %" in page.locator("#r2c-wl-readout").inner_text()
+    cap = page.get_by_text("Image 2", exact=True).bounding_box()
+    page.mouse.click(cap["x"] + cap["width"] / 2, cap["y"] - 30)
+    page.locator("#r2c-lightbox").wait_for()
+    assert page.locator("#r2c-lightbox img").evaluate("e => e.style.filter") == "brightness(1.4286) contrast(1)"
+    page.keyboard.press("Escape")
+    page.locator('[data-r2c-wl="default"]').click()
+    assert set(filters()) == {""}
+    assert_blinded(page.content())
+
+
 def test_enlarge_and_synchronized_zoom(page, app_url, e2e_study, shots):
     page.goto(app_url)
     wait_app_idle(page)
