@@ -6,7 +6,7 @@
 It builds a throw-away demo database (the same bootstrap as the first start: Hannover (mhh) cases from R2C_DATA,
 the bundled weights in R2C_WEIGHTS or weights/), lets three simulated readers vote so that the dashboard has
 numbers, starts the app on a free port and walks through it in headless Chromium: sign-in (with the demo guide),
-the voting page (practice, a counted query, synchronized zoom, the enlarged view), the researcher dashboard (the demo
+the voting page (practice, a counted query, synchronized zoom, window/level, the enlarged view), the researcher dashboard (the demo
 study, then the simulated study the demo database also holds), the admin pages and
 the demo page with a Hannover X-ray from the data folder. Every X-ray shown comes from the Hannover (mhh)
 collection, CC BY 3.0, so the docs copies carry the attribution line.
@@ -31,7 +31,7 @@ DOCS = REPO / "docs" / "screenshots"
 ATTRIBUTION = ("Images: Hannover Medical School COVID-19 image repository (Winther et al., doi:10.25835/0090041), "
                "CC BY 3.0")
 #: screenshots copied to docs/ (each shows Hannover images only, or no X-ray at all)
-FOR_DOCS = ("sign-in", "vote", "vote-zoom", "enlarged", "dashboard", "dashboard-charts", "dashboard-simulated", "demo",
+FOR_DOCS = ("sign-in", "vote", "vote-zoom", "vote-window-level", "enlarged", "dashboard", "dashboard-charts", "dashboard-simulated", "demo",
             "admin-studies")
 SIM_READERS = {"reader A": {"op-q3-x3": 3.0, "original": 0.6}, "reader B": {"cnn-compact-x3": 2.0},
                "reader C": {"original": 1.5, "op-q5-x3": 1.5}}
@@ -129,6 +129,13 @@ def _shoot(env: dict[str, str], has_weights: bool) -> list[str]:
         taken.append("vote-zoom")
         page.mouse.dblclick(box["x"] + 10, box["y"] + 10)
         page.wait_for_timeout(400)
+        page.locator('[data-r2c-wl="lung"]').click()  # window/level: the same lung window on every image
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(SHOTS / "vote-window-level.png"))
+        taken.append("vote-window-level")
+        page.locator('[data-r2c-wl="default"]').click()
+        page.wait_for_timeout(200)
         cap = page.get_by_text("Image 2", exact=True).bounding_box()
         page.mouse.click(cap["x"] + cap["width"] / 2, cap["y"] - 40)
         page.locator("#r2c-lightbox").wait_for()

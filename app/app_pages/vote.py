@@ -214,7 +214,7 @@ def voting_area() -> None:
     right.button("Undo last vote", key="undo", shortcut="U", on_click=_undo, disabled=not state.can_undo,
                  help="Withdraw your latest vote of this sitting and choose again")
     st.caption("Click an image to enlarge it; mouse wheel or drag to zoom all images together; double click resets. "
-               "Press 1 to 5 to choose, U to undo.")
+               "Right drag (or shift drag) sets window/level for all images. Press 1 to 5 to choose, U to undo.")
     _prefetch(user, state)
 
 
