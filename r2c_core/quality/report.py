@@ -22,7 +22,7 @@ def _f(x: Any, digits: int = 2) -> str:
 def _signed(x: Any, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
-    return f"{x:+.{digits}f}"
+    return f"{0.0 if abs(x) < 0.5 * 10 ** -digits else x:+.{digits}f}"  # no "-0.000"
 
 
 def markdown(result: dict[str, Any]) -> str:
