@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from r2c_core.classical import ClassicalRestorer, is_classical
 from r2c_core.errors import R2CError
 from r2c_core.inference import Restorer, pick_device
+from r2c_core.methods import bundled_models
 from study.db import connect
 from study.errors import StudyError
 
@@ -102,9 +103,7 @@ def factory() -> sessionmaker[Session]:
 
 def available_models(weights_root: Path | None = None) -> list[str]:
     """Restoration models with bundled weights (``weights/r2c-<model>/``), in :data:`MODEL_ORDER` first."""
-    root = weights_root or settings().weights_root
-    found = [d.name[len("r2c-"):] for d in sorted(root.glob("r2c-*"))
-             if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
+    found = bundled_models(weights_root or settings().weights_root)
     return [m for m in MODEL_ORDER if m in found] + [m for m in found if m not in MODEL_ORDER]
 
 

@@ -189,7 +189,7 @@ def run_bench(manifest_rows: pd.DataFrame, cfg: BenchConfig, progress: Callable[
     if cfg.no_reference and cfg.limit_real > 0:
         real = load(pd.concat([pick_rows(manifest_rows, dom, cfg.limit_real) for dom in ("A", "B")]))
         segmenter = _segmenter(cfg.device)
-        clf = _classifier(cfg.classifier, root, cfg.device)
+        clf = runner.restorers.get(cfg.classifier) or _classifier(cfg.classifier, root, cfg.device)  # one load per model
         nr = pd.DataFrame(real_image_rows(runner, real, segmenter, clf, prog("real")))
     summary = summarise(fr, nr)
     meta = {k: v for k, v in asdict(cfg).items() if k != "extra"} | cfg.extra
