@@ -32,7 +32,9 @@ _PREFETCH_CSS = ("<style>.st-key-r2c-prefetch{position:absolute!important;left:-
 
 _ZOOM_JS = r"""
 export default function (component) {
-  const GRID = '.st-key-r2c-grid';
+  // the plain grid (st.image) and the instant voting area (app/instant_vote.js) alike
+  const GRID = '.st-key-r2c-grid, .r2c-iv-grid';
+  const GRID_IMGS = '.st-key-r2c-grid [data-testid="stImage"] img, .r2c-iv-grid img.r2c-iv-img';
   const w = window;
   if (!w.__r2cZoom) {
     const Z = { s: 1, tx: 0, ty: 0, drag: null, box: null, idx: 0, W: 1, L: 0.5, wl: null };
@@ -44,7 +46,7 @@ export default function (component) {
       const lo = Z.L - Z.W / 2, c = 1 + (2 * lo) / Z.W, b = 1 / (Z.W * c);
       return `brightness(${b.toFixed(4)}) contrast(${c.toFixed(4)})`;
     };
-    const gridImgs = () => Array.from(document.querySelectorAll(GRID + ' [data-testid="stImage"] img'));
+    const gridImgs = () => Array.from(document.querySelectorAll(GRID_IMGS));
     const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
     const apply = () => {
       Z.W = clamp(Z.W, 0.05, 2);
@@ -205,14 +207,14 @@ export default function (component) {
 _zoom_sync = st.components.v2.component("r2c_zoom_sync", js=_ZOOM_JS, isolate_styles=False)
 
 #: the window/level bar above the grid; the zoom script above handles its buttons and the right-drag
-_WL_HTML = (
+WL_HTML = (
     '<div class="r2c-wl" style="display:flex;flex-wrap:wrap;gap:6px;align-items:center;font:13px sans-serif">'
     '<span>Window/level (right drag on an image, or shift drag):</span>'
     + "".join(f'<button type="button" data-r2c-wl="{k}" style="padding:1px 8px">{v}</button>'
               for k, v in (("default", "Reset"), ("lung", "Lung"), ("mediastinum", "Mediastinum"), ("bone", "Bone")))
     + '<span id="r2c-wl-readout" style="opacity:0.7">W 100 %, L 50 %</span></div>'
 )
-_wl_bar = st.components.v2.component("r2c_wl_bar", html=_WL_HTML, isolate_styles=False)
+_wl_bar = st.components.v2.component("r2c_wl_bar", html=WL_HTML, isolate_styles=False)
 
 
 def research_notice(where: Any = st) -> None:

@@ -85,7 +85,7 @@ def _simulate(url: str, study_name: str) -> None:
 def _shoot(env: dict[str, str], has_weights: bool) -> list[str]:
     from playwright.sync_api import sync_playwright
 
-    from tests.e2e.harness import launch, run_app, sign_in, wait_app_idle
+    from tests.e2e.harness import GRID_IMGS, launch, run_app, sign_in, wait_app_idle, wait_votes_sent
 
     SHOTS.mkdir(exist_ok=True)
     taken: list[str] = []
@@ -116,9 +116,10 @@ def _shoot(env: dict[str, str], has_weights: bool) -> list[str]:
         snap(page, "vote-practice")
         page.keyboard.press("2")
         page.get_by_text("Query 1 of 6").wait_for()
+        wait_votes_sent(page)
         page.mouse.move(0, 0)
         snap(page, "vote")
-        img = page.locator('.st-key-r2c-grid [data-testid="stImage"] img').nth(2)
+        img = page.locator(GRID_IMGS).nth(2)
         box = img.bounding_box()
         page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45)
         for _ in range(4):

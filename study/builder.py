@@ -43,6 +43,7 @@ PRACTICE_SOURCES = ("extra", "repeat")
 #: Settings that define which cases and queries a study has; a rebuild must not change them.
 _FIXED_SETTINGS = (
     "split", "n_cases", "seed", "n_practice", "practice_from", "repeat_fraction", "repeat_min_gap", "method_settings",
+    "no_preference",
 )
 
 
@@ -64,6 +65,8 @@ class StudySpec:
     repeat_min_gap: int = 5
     n_practice: int = 0
     practice_from: str = "extra"
+    #: offer a "no preference" answer (off by default: the paper forces a choice; see docs/STUDY.md)
+    no_preference: bool = False
 
     def validate(self) -> None:
         """Raise :class:`StudyError` (one line) for settings that cannot make a study."""
@@ -100,6 +103,8 @@ class StudySpec:
             "repeat_fraction": float(self.repeat_fraction),
             "repeat_min_gap": int(self.repeat_min_gap),
             "method_settings": dict(self.method_settings),
+            # stored only when on, so studies built before the option existed resume unchanged
+            **({"no_preference": True} if self.no_preference else {}),
         }
 
 

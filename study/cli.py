@@ -125,6 +125,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         methods=methods, split=None if args.split == "all" else args.split, n_cases=args.n, seed=args.seed,
         allocation=args.allocation, readers=_csv_list(args.readers), repeat_fraction=args.repeat_fraction,
         repeat_min_gap=args.repeat_min_gap, n_practice=args.practice, practice_from=args.practice_from,
+        no_preference=args.no_preference,
     )
     factory = _factory(args)
     study_id = build_study(factory, spec, renderer, assets=args.assets, show_bar=not args.no_progress)
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat-min-gap", type=int, default=5, help="other queries between a case and its repeat")
     p.add_argument("--practice", type=int, default=0, help="practice queries per reader (never counted)")
     p.add_argument("--practice-from", default="extra", choices=["extra", "repeat"])
+    p.add_argument("--no-preference", action="store_true",
+                   help='offer readers a "no preference" answer (off by default: the paper forces a choice)')
     p.add_argument("--renderer", default="synthetic", choices=["synthetic", "r2c"])
     p.add_argument("--weights", help="weights folder for --renderer r2c")
     p.add_argument("--assets", help="rendition folder (default $R2C_ASSETS or var/assets)")

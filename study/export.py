@@ -5,7 +5,10 @@ contract with ``study.analysis``):
 
 ``study_id, study_kind, query_id, reader, reader_id, case_id, case_key, label, source, is_repeat, repeat_of,
 n_slots, slot_1..slot_N (N = max(5, most slots); the method shown in display slot k), chosen_method,
-chosen_slot, confidence, comment, shown_at, answered_at, reading_time_s``.
+chosen_slot, no_preference, confidence, comment, shown_at, answered_at, reading_time_s``.
+
+``no_preference`` is True for a "no preference" answer (a study option): such a row is answered but has no
+``chosen_method`` / ``chosen_slot``; :func:`study.stats.answered` counts both kinds.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 
 BASE_COLUMNS = ["study_id", "study_kind", "query_id", "reader", "reader_id", "case_id", "case_key", "label",
                 "source", "is_repeat", "repeat_of", "n_slots"]
-TAIL_COLUMNS = ["chosen_method", "chosen_slot", "confidence", "comment", "shown_at", "answered_at", "reading_time_s"]
+TAIL_COLUMNS = ["chosen_method", "chosen_slot", "no_preference", "confidence", "comment", "shown_at", "answered_at", "reading_time_s"]
 MIN_SLOT_COLUMNS = 5
 
 
@@ -44,8 +47,8 @@ def tidy_votes(session: Session, study_ref: Study | int | str) -> pd.DataFrame:
     study = get_study(session, study_ref)
     rows = session.execute(
         select(Query.id, Reader.name, Reader.id, Case.id, Case.key, Case.label, Case.source, Query.is_repeat,
-               Query.repeat_of_id, Query.shown_at, Vote.chosen_slot, Vote.confidence, Vote.comment, Vote.shown_at,
-               Vote.answered_at)
+               Query.repeat_of_id, Query.shown_at, Vote.chosen_slot, Vote.no_preference, Vote.confidence, Vote.comment,
+               Vote.shown_at, Vote.answered_at)
         .join(Reader, Reader.id == Query.reader_id)
         .join(Case, Case.id == Query.case_id)
         .outerjoin(Vote, Vote.query_id == Query.id)
@@ -63,7 +66,7 @@ def tidy_votes(session: Session, study_ref: Study | int | str) -> pd.DataFrame:
     n_max = max([MIN_SLOT_COLUMNS] + [len(v) for v in slots.values()])
     slot_cols = [f"slot_{k}" for k in range(1, n_max + 1)]
     records = []
-    for qid, rname, rid, cid, ckey, label, source, is_rep, rep_of, q_shown, slot, conf, comment, v_shown, ans in rows:
+    for qid, rname, rid, cid, ckey, label, source, is_rep, rep_of, q_shown, slot, no_pref, conf, comment, v_shown, ans in rows:
         order = slots.get(qid, {})
         shown = v_shown if v_shown is not None else q_shown
         records.append({
@@ -72,6 +75,7 @@ def tidy_votes(session: Session, study_ref: Study | int | str) -> pd.DataFrame:
             "repeat_of": rep_of, "n_slots": len(order),
             **{f"slot_{k}": order.get(k) for k in range(1, n_max + 1)},
             "chosen_method": order.get(slot) if slot is not None else None, "chosen_slot": slot,
+            "no_preference": bool(no_pref),
             "confidence": conf, "comment": comment, "shown_at": shown, "answered_at": ans,
             "reading_time_s": (ans - shown).total_seconds() if ans is not None and shown is not None else math.nan,
         })
@@ -80,6 +84,7 @@ def tidy_votes(session: Session, study_ref: Study | int | str) -> pd.DataFrame:
     for col in ("study_id", "query_id", "reader_id", "case_id", "n_slots"):
         df[col] = df[col].astype("int64")
     df["is_repeat"] = df["is_repeat"].astype(bool)
+    df["no_preference"] = df["no_preference"].astype(bool)
     for col in ("repeat_of", "chosen_slot", "confidence"):
         df[col] = pd.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
                             for v in df[col]], dtype="Int64")

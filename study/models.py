@@ -11,7 +11,11 @@ Tables (see ``docs/STUDY-DB.md``):
                    random token, and practice / repeat flags.
 * ``query_slots``  the display order of a query, saved when it is assigned (slot k shows rendition r).
 * ``votes``        at most one per query (unique), the chosen slot (composite foreign key into that query's
-                   slots, so a vote can only name a rendition of the case shown), confidence, comment, times.
+                   slots, so a vote can only name a rendition of the case shown) or "no preference" (a study
+                   option: then the slot is NULL), confidence, comment, times.
+* ``vote_requests`` the idempotency log of the voting page's browser queue: one row per request key a reader's
+                   browser sent (a vote or an undo) with its outcome, so a request sent again (after a reload, a
+                   lost acknowledgement, a second tab) is answered from here and never applied twice.
 * ``audit_log``    append-only (database triggers refuse UPDATE and DELETE): sign-ins, votes, changes, exports.
 
 The schema is created and upgraded only by the Alembic migrations in ``study/migrations`` (see
@@ -45,6 +49,8 @@ STUDY_KINDS = ("restoration", "segmentation")
 ALLOCATIONS = ("split", "overlap")
 STUDY_STATUSES = ("building", "open", "closed")
 READER_ROLES = ("reader", "researcher", "admin")
+#: what became of a request of the voting page's browser queue (see :mod:`study.vote_queue`)
+VOTE_REQUEST_OUTCOMES = ("recorded", "duplicate", "undone", "nothing", "refused")
 CASE_ROLES = ("study", "practice")
 LABELS = ("covid", "control")
 
@@ -225,11 +231,14 @@ class Vote(Base):
     __table_args__ = (
         ForeignKeyConstraint(["query_id", "chosen_slot"], ["query_slots.query_id", "query_slots.slot"]),
         CheckConstraint("confidence IS NULL OR (confidence >= 1 AND confidence <= 5)", name="confidence"),
+        CheckConstraint("(chosen_slot IS NULL) = no_preference", name="choice"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     query_id: Mapped[int] = mapped_column(ForeignKey("queries.id"), unique=True)
-    chosen_slot: Mapped[int] = mapped_column(Integer)
+    #: NULL exactly when the reader answered "no preference" (only in a study that offers it)
+    chosen_slot: Mapped[int | None] = mapped_column(Integer)
+    no_preference: Mapped[bool] = mapped_column(Boolean, default=False)
     confidence: Mapped[int | None] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
     shown_at: Mapped[datetime] = mapped_column()
@@ -252,3 +261,23 @@ class AuditEvent(Base):
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
     client_key: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class VoteRequest(Base):
+    """One vote or undo request from a reader's browser queue, by the key the browser gave it (idempotency log)."""
+
+    __tablename__ = "vote_requests"
+    __table_args__ = (
+        UniqueConstraint("reader_id", "key"),
+        CheckConstraint(_in("kind", ("vote", "undo")), name="kind"),
+        CheckConstraint(_in("outcome", VOTE_REQUEST_OUTCOMES), name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"))
+    key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    query_id: Mapped[int | None] = mapped_column(ForeignKey("queries.id", ondelete="CASCADE"), index=True)
+    outcome: Mapped[str] = mapped_column(String(12))
+    message: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

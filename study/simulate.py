@@ -173,6 +173,7 @@ def simulate_tidy(
                 **{f"slot_{k}": (slots[k - 1] if k <= len(slots) else None) for k in range(1, MAX_SLOTS + 1)},
                 "chosen_method": slots[slot] if slot is not None else None,
                 "chosen_slot": slot + 1 if slot is not None else None,
+                "no_preference": False,  # simulated readers always choose
                 "confidence": int(rng.integers(1, 6)) if answered else None,
                 "comment": None,
                 "shown_at": shown_at,
@@ -189,6 +190,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("repeat_of", "chosen_slot", "confidence"):
         df[col] = df[col].astype("Int64")
     df["is_repeat"] = df["is_repeat"].astype(bool)
+    df["no_preference"] = df["no_preference"].astype(bool)
     df["reading_time_s"] = df["reading_time_s"].astype(float)
     for col in ("shown_at", "answered_at"):
         df[col] = pd.to_datetime(df[col], utc=True).astype("datetime64[ns, UTC]")

@@ -10,8 +10,13 @@
 * :func:`agreement`: Fleiss' kappa (statsmodels) over cases read by several readers (``overlap`` studies).
 * :func:`repeat_agreement`: how often a repeat read chose the same method as the first read.
 
+* :func:`no_preference_rates` and :func:`selection_ratios_ties_split`: for studies that offer "no preference".
+
 Counted reads: answered, non-practice queries (practice never reaches the tidy table), and for each reader and
-case only the first answered read, so repeat reads never count twice in the ratios.
+case only the first answered read, so repeat reads never count twice in the ratios. A "no preference" answer is
+a first read that chose nothing: the selection statistics (ratios, tests, pairwise, agreement) leave it out (their
+``n`` is the reads that chose a method), :func:`no_preference_rates` reports how many there were, and
+:func:`selection_ratios_ties_split` repeats the ratios with each one split equally among the methods it showed.
 """
 
 from __future__ import annotations
@@ -30,10 +35,23 @@ OVERALL = "overall"
 ORIGINAL = "original"
 
 
-def counted_reads(tidy: pd.DataFrame) -> pd.DataFrame:
-    """Answered reads, first answered read per (study, reader, case) only."""
-    done = tidy[tidy["chosen_method"].notna()].sort_values(["answered_at", "query_id"])
+def answered(tidy: pd.DataFrame) -> pd.Series:
+    """Which rows are answered: a method chosen, or "no preference" (a study option)."""
+    ties = tidy["no_preference"].astype(bool) if "no_preference" in tidy else False
+    return tidy["chosen_method"].notna() | ties
+
+
+def first_reads(tidy: pd.DataFrame) -> pd.DataFrame:
+    """The first answered read per (study, reader, case), "no preference" answers included."""
+    done = tidy[answered(tidy)].sort_values(["answered_at", "query_id"])
     return done.drop_duplicates(["study_id", "reader_id", "case_id"], keep="first")
+
+
+def counted_reads(tidy: pd.DataFrame) -> pd.DataFrame:
+    """The reads every selection statistic counts: first answered reads that chose a method ("no preference"
+    answers are left out here and reported by :func:`no_preference_rates`)."""
+    reads = first_reads(tidy)
+    return reads[reads["chosen_method"].notna()]
 
 
 def methods_of(tidy: pd.DataFrame, methods: Sequence[str] | None = None, original: str = ORIGINAL) -> list[str]:
@@ -82,6 +100,42 @@ def selection_ratios(tidy: pd.DataFrame, *, methods: Sequence[str] | None = None
     rows: list[dict[str, Any]] = []
     for name, part in _groups(reads):
         rows += _ratio_rows(part, ms, 1 - confidence, "reader", name)
+    return pd.DataFrame(rows, columns=["reader", "method", "chosen", "n", "ratio", "ci_low", "ci_high"])
+
+
+def no_preference_rates(tidy: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """Per reader and overall: first answered reads, how many said "no preference", that share (Wilson interval)."""
+    reads = first_reads(tidy)
+    ties = reads["no_preference"].astype(bool) if "no_preference" in reads else pd.Series(False, index=reads.index)
+    rows = []
+    for name, part in _groups(reads):
+        n, k = len(part), int(ties.loc[part.index].sum())
+        lo, hi = _wilson(np.array([k]), np.array([n]), 1 - confidence)
+        rows.append({"reader": name, "answered": n, "no_preference": k, "rate": k / n if n else math.nan,
+                     "ci_low": float(lo[0]), "ci_high": float(hi[0])})
+    return pd.DataFrame(rows, columns=["reader", "answered", "no_preference", "rate", "ci_low", "ci_high"])
+
+
+def selection_ratios_ties_split(tidy: pd.DataFrame, *, methods: Sequence[str] | None = None,
+                                confidence: float = 0.95, original: str = ORIGINAL) -> pd.DataFrame:
+    """Sensitivity analysis for studies with "no preference": each such answer counts as 1/n for each of the n
+    methods it showed, and ``n`` is every first answered read. Same columns as :func:`selection_ratios`; the
+    chosen counts may be fractional (Wilson intervals on them are approximate)."""
+    reads = first_reads(tidy)
+    ms = methods_of(tidy, methods, original)
+    slot_cols = [c for c in reads.columns if c.startswith("slot_") and c[5:].isdigit()]
+    ties = reads["no_preference"].astype(bool) if "no_preference" in reads else pd.Series(False, index=reads.index)
+    rows: list[dict[str, Any]] = []
+    for name, part in _groups(reads):
+        n = len(part)
+        tied = part[ties.loc[part.index]]
+        chosen = []
+        for m in ms:
+            share = sum(float((row[slot_cols] == m).sum()) / max(1, int(row["n_slots"])) for _, row in tied.iterrows())
+            chosen.append(float((part["chosen_method"] == m).sum()) + share)
+        lo, hi = _wilson(np.array(chosen), np.full(len(ms), n), 1 - confidence)
+        rows += [{"reader": name, "method": m, "chosen": c, "n": n, "ratio": c / n if n else math.nan,
+                  "ci_low": float(a), "ci_high": float(b)} for m, c, a, b in zip(ms, chosen, lo, hi)]
     return pd.DataFrame(rows, columns=["reader", "method", "chosen", "n", "ratio", "ci_low", "ci_high"])
 
 
@@ -207,6 +261,8 @@ def summary(tidy: pd.DataFrame, *, methods: Sequence[str] | None = None, origina
         "reading_time": reading_times(tidy),
         "agreement": agreement(tidy, **kw),
         "repeats": repeat_agreement(tidy),
+        "no_preference": no_preference_rates(tidy),
+        "selection_ties_split": selection_ratios_ties_split(tidy, **kw),
     }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,22 @@ from sqlalchemy.orm import Session, aliased
 from . import audit
 from .assets import assets_dir, load_png
 from .errors import NotFoundError, VoteRefused
-from .models import Case, Query, QuerySlot, Reader, Rendition, Sitting, Study, Vote, utcnow
+from .models import (
+    Case,
+    Query,
+    QuerySlot,
+    Reader,
+    Rendition,
+    Sitting,
+    Study,
+    Vote,
+    utcnow,
+)
 from .security import slot_token
 
 MAX_COMMENT = 2000
+#: the answer "no preference" (a study option, off by default): pass it as the slot; receipts and views say slot 0
+NO_PREFERENCE = "none"
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,8 @@ class QueryView:
     is_practice: bool
     slot_tokens: tuple[str, ...]
     answered_slot: int | None = None
+    #: whether this study offers "no preference" (answered_slot 0 when that was the answer)
+    no_preference: bool = False
 
     @property
     def n_slots(self) -> int:
@@ -86,6 +100,8 @@ class VoteReceipt:
 
 _Q2 = aliased(Query)
 _QUERIES, _VOTES = Query.__table__, Vote.__table__
+#: a vote's slot as the service reads it: 0 for "no preference"
+_SLOT = func.coalesce(Vote.chosen_slot, 0)
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,7 @@ class _Row:
     total: int
     index: int
     behind: bool  # an earlier query of the same study is still unanswered
+    settings: dict[str, Any]
 
 
 def _reader_id(reader: Reader | int) -> int:
@@ -136,10 +153,11 @@ def _row_stmt(with_behind: bool) -> Any:
             Query.id, Query.token, Query.study_id, Query.position, Query.is_practice, Query.shown_at,
             Query.shown_sitting_id, Study.kind, Study.status, Study.name, Study.token_key, Case.label,
             select(func.count()).select_from(QuerySlot).where(QuerySlot.query_id == Query.id).scalar_subquery(),
-            select(Vote.chosen_slot).where(Vote.query_id == Query.id).scalar_subquery(),
+            select(_SLOT).where(Vote.query_id == Query.id).scalar_subquery(),
             select(func.count()).select_from(_Q2).where(*kind).scalar_subquery(),
             select(func.count()).select_from(_Q2).where(*kind, _Q2.position <= Query.position).scalar_subquery(),
             behind,
+            Study.settings,
         )
         .join(Study, Study.id == Query.study_id)
         .join(Case, Case.id == Query.case_id)
@@ -166,7 +184,7 @@ def _statements() -> dict[str, Any]:
         "shown": _QUERIES.update().where(_QUERIES.c.id == bindparam("qid")).values(
             shown_at=bindparam("shown"), shown_sitting_id=bindparam("sitting")),
         "sitting_owner": select(Sitting.reader_id).where(Sitting.id == bindparam("sitting")),
-        "vote_slot": select(Vote.chosen_slot).where(Vote.query_id == bindparam("qid")),
+        "vote_slot": select(_SLOT).where(Vote.query_id == bindparam("qid")),
     }
 
 
@@ -201,7 +219,16 @@ def _slot_tokens(row: _Row) -> tuple[str, ...]:
     return tuple(slot_token(row.token_key, row.token, k) for k in range(1, row.n_slots + 1))
 
 
+def _offers_no_preference(row: _Row) -> bool:
+    return bool((row.settings or {}).get("no_preference"))
+
+
 def _resolve_slot(row: _Row, slot: int | str, refuse: type[Exception]) -> int:
+    """The slot number (0: "no preference", only where the study offers it)."""
+    if slot == NO_PREFERENCE:
+        if _offers_no_preference(row):
+            return 0
+        raise refuse('this study asks for a choice; it does not offer "no preference"')
     if isinstance(slot, bool):
         raise refuse("a slot is a number from 1 to the number of images, or a slot token")
     if isinstance(slot, int):
@@ -224,6 +251,7 @@ def _view(row: _Row, answered_slot: int | None = None) -> QueryView:
         is_practice=bool(row.is_practice),
         slot_tokens=_slot_tokens(row),
         answered_slot=answered_slot,
+        no_preference=_offers_no_preference(row),
     )
 
 
@@ -351,8 +379,13 @@ def progress(session: Session, reader: Reader | int, *, study: int | None = None
 
 def submit_vote(session: Session, reader: Reader | int, query_token: str, slot: int | str, *,
                 confidence: int | None = None, comment: str | None = None, sitting_id: int | None = None,
-                now: datetime | None = None) -> VoteReceipt:
-    """Record the reader's choice for their current query (see the module doc for the rules)."""
+                now: datetime | None = None, dwell_s: float | None = None) -> VoteReceipt:
+    """Record the reader's choice for their current query (see the module doc for the rules). ``slot`` is a slot
+    number or token, or :data:`NO_PREFERENCE` where the study offers it.
+
+    ``dwell_s``: how long the reader looked at the query before choosing, as measured where it was shown (the
+    browser); the vote's ``shown_at`` is then ``now - dwell_s`` (a vote that reaches the server late keeps its
+    true think time). Without it, ``shown_at`` is when the server last showed the query."""
     rid = _reader_id(reader)
     row = _row_by_token(session, rid, query_token)
     if row is None:
@@ -368,9 +401,11 @@ def submit_vote(session: Session, reader: Reader | int, query_token: str, slot: 
     _check_sitting(session, rid, sitting_id)
     now = now or utcnow()
     shown = row.shown_at or now
+    if dwell_s is not None:
+        shown = now - timedelta(seconds=min(max(0.0, float(dwell_s)), 6 * 3600.0))
     if row.shown_at is None:
         session.execute(_statements()["shown"], {"qid": row.id, "shown": now, "sitting": sitting_id})
-    values = dict(query_id=row.id, chosen_slot=k, confidence=confidence, comment=comment, shown_at=shown,
+    values = dict(query_id=row.id, chosen_slot=k or None, no_preference=k == 0, confidence=confidence, comment=comment, shown_at=shown,
                   answered_at=now, sitting_id=sitting_id)
     if session.scalar(_insert_once(session.get_bind().dialect.name), values) is None:  # a concurrent submit won
         existing = session.scalar(_statements()["vote_slot"], {"qid": row.id})
@@ -444,7 +479,8 @@ def change_last_vote(session: Session, reader: Reader | int, slot: int | str, *,
     k = _resolve_slot(row, slot, VoteRefused)
     confidence, comment = _clean_vote_values(confidence, comment)
     old = {"slot": vote.chosen_slot, "confidence": vote.confidence, "comment": vote.comment}
-    vote.chosen_slot, vote.confidence, vote.comment, vote.answered_at = k, confidence, comment, now or utcnow()
+    vote.chosen_slot, vote.no_preference = k or None, k == 0
+    vote.confidence, vote.comment, vote.answered_at = confidence, comment, now or utcnow()
     session.flush()
     audit.record(session, audit.VOTE_CHANGED, reader_id=rid, study_id=study.id, at=now,
                  detail={"query_id": q.id, "old": old, "new": {"slot": k, "confidence": confidence, "comment": comment}})
@@ -476,6 +512,6 @@ def query_id_for_token(session: Session, query_token: str) -> int:
 
 
 __all__ = [
-    "Progress", "QueryView", "VoteReceipt", "change_last_vote", "get_query", "next_query", "progress",
+    "NO_PREFERENCE", "Progress", "QueryView", "VoteReceipt", "change_last_vote", "get_query", "next_query", "progress",
     "query_id_for_token", "query_slot_methods", "rendition_png", "submit_vote", "undo_last_vote",
 ]

@@ -80,7 +80,11 @@ def _spec_form(cfg) -> tuple[StudySpec, str] | None:
         repeat = g.number_input("Repeat fraction", min_value=0.0, max_value=1.0, value=0.0, step=0.05, key="adm_repeat")
         allocation = h.selectbox("Allocation", ALLOCATIONS[::-1], key="adm_alloc",
                                  help="overlap: every reader reads every case; split: each case to one reader")
-        seed = st.number_input("Seed", min_value=0, value=0, key="adm_seed")
+        s1, s2 = st.columns([1, 3])
+        seed = s1.number_input("Seed", min_value=0, value=0, key="adm_seed")
+        no_pref = s2.checkbox("Offer a \"no preference\" answer", value=False, key="adm_nopref",
+                              help="Off by default: the paper forces a choice. Such answers are left out of the "
+                                   "selection ratios and reported on their own (docs/STUDY.md)")
         go = st.form_submit_button("Build the study", type="primary")
     if not go:
         return None
@@ -96,7 +100,7 @@ def _spec_form(cfg) -> tuple[StudySpec, str] | None:
         manifest, split_v = cfg.data_dir / "MANIFEST.csv", (None if split == "all" else split)
     spec = StudySpec(name=name.strip(), manifest=manifest, kind=kind, methods=tuple(methods), split=split_v,
                      n_cases=int(n_cases), seed=int(seed), allocation=allocation, repeat_fraction=float(repeat),
-                     n_practice=int(practice))
+                     n_practice=int(practice), no_preference=bool(no_pref))
     return spec, renderer
 
 

@@ -77,6 +77,14 @@ def _selection_tab(tidy: pd.DataFrame, summary: dict, methods: list[str], tag: s
     c1.plotly_chart(_tagged(charts.selections_per_reader(sel), tag), key="dash_chart_stack", width="stretch")
     c2.plotly_chart(_tagged(charts.ratio_with_intervals(sel), tag), key="dash_chart_ratio", width="stretch")
     st.plotly_chart(_tagged(charts.reading_time_distribution(tidy), tag), key="dash_chart_time", width="stretch")
+    ties = summary["no_preference"]
+    if int(ties["no_preference"].sum()):
+        st.subheader('"No preference" answers' + tag)
+        st.caption('Left out of the ratios above (their n counts reads that chose an image). Below: how often each '
+                   'reader said "no preference", and the ratios again with each such answer split equally among the '
+                   'images it showed (sensitivity analysis).')
+        st.dataframe(ties, hide_index=True, width="stretch")
+        st.dataframe(ratio_table(summary["selection_ties_split"]), key="dash_ratio_split", width="stretch")
 
 
 def _tests_tab(summary: dict, tag: str = "") -> None:
@@ -127,7 +135,7 @@ def render() -> None:
         st.info("No counted query has been shown yet in this study.")
         return
     view = _filters(tidy, int(study_id))
-    answered = int(view["chosen_method"].notna().sum())
+    answered = int(stats.answered(view).sum())
     m = st.columns(4)
     m[0].metric("Queries shown", len(view))
     m[1].metric("Answered", answered)

@@ -1,6 +1,10 @@
 """The blinded voting page (readers only).
 
-Shows the reader's current query from :func:`study.voting.next_query` (practice queries first, then the
+By default the voting area is the instant one (:mod:`app.instant_vote`): the next queries are already in the
+browser, a vote shows the next query at once and travels to the server in the background. ``R2C_VOTE_UI=plain``
+selects the plain Streamlit loop below (one rerun per vote; also the baseline of ``bench/bench_app_vote.py``).
+
+The plain loop shows the reader's current query from :func:`study.voting.next_query` (practice queries first, then the
 study; a reload resumes at the first unanswered one): the disease label, "k of n", and the query's images in
 that reader's saved order, identified only by slot number. One click on "Choose k" or the number key k records
 the vote (optional confidence and comment), and the next query appears; "Undo last vote" withdraws the latest
@@ -21,7 +25,7 @@ from study import voting
 from study.errors import StudyError
 from study.voting import Progress, QueryView
 
-from .. import components, services
+from .. import components, instant_vote, services
 from ..auth import User, require_role, sign_out
 
 STATE = "r2c_vote"
@@ -129,7 +133,7 @@ def _prefetch(user: User, state: VoteState) -> None:
         return
 
 
-def _choose(query_token: str, slot: int) -> None:
+def _choose(query_token: str, slot: int | str) -> None:
     """Button / number-key callback: record the vote for the query it was shown with, load the next query."""
     user, state = require_role("reader"), _state()
     if state.view is not None and query_token == state.view.query_token and time.monotonic() - state.shown_at < min_dwell_s():
@@ -206,6 +210,9 @@ def voting_area() -> None:
         st.error(str(exc))
         return
     components.comparison_grid(images, _choose, lambda k: (view.query_token, k), chosen=view.answered_slot)
+    if view.no_preference:  # a study option (off by default: the paper forces a choice)
+        st.button("No preference", key="choose_none", shortcut="0", on_click=_choose,
+                  args=(view.query_token, voting.NO_PREFERENCE), help="Neither image is better (key 0)")
     left, mid, right = st.columns([2, 4, 2], vertical_alignment="bottom")
     left.segmented_control("Confidence (optional)", options=[1, 2, 3, 4, 5], key=CONFIDENCE,
                            help="1 = unsure, 5 = certain")
@@ -214,12 +221,25 @@ def voting_area() -> None:
     right.button("Undo last vote", key="undo", shortcut="U", on_click=_undo, disabled=not state.can_undo,
                  help="Withdraw your latest vote of this sitting and choose again")
     st.caption("Click an image to enlarge it; mouse wheel or drag to zoom all images together; double click resets. "
-               "Right drag (or shift drag) sets window/level for all images. Press 1 to 5 to choose, U to undo.")
+               "Right drag (or shift drag) sets window/level for all images. Press 1 to 5 to choose (0: no preference, where offered), U to undo.")
     _prefetch(user, state)
+
+
+@st.fragment
+def instant_area() -> None:
+    """The instant voting area (a fragment: the page's queue updates rerun only this)."""
+    user = require_role("reader")
+    refused = instant_vote.area(user, min_dwell_s=min_dwell_s(), questions=QUESTION, labels=LABEL_TEXT)
+    if refused:
+        st.error(f"{refused} Please sign in again.")
+        sign_out()
 
 
 def render() -> None:
     require_role("reader")
     st.subheader("Reader study")
     components.research_notice()
-    voting_area()
+    if instant_vote.enabled():
+        instant_area()
+    else:
+        voting_area()

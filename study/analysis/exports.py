@@ -57,8 +57,9 @@ def _restore_types(df: pd.DataFrame) -> pd.DataFrame:
     for col in _TIME_COLUMNS:
         if col in df:
             df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
-    if "is_repeat" in df:
-        df["is_repeat"] = df["is_repeat"].map({True: True, False: False, "True": True, "False": False}).astype(bool)
+    for col in ("is_repeat", "no_preference"):
+        if col in df:
+            df[col] = df[col].map({True: True, False: False, "True": True, "False": False}).astype(bool)
     for col in [c for c in df.columns if c.startswith("slot_")] + ["chosen_method", "comment"]:
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), None)

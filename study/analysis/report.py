@@ -23,7 +23,8 @@ from .selection import restored_preferred, selection_ratios
 
 
 def _study_summary(tidy: pd.DataFrame, methods: list[str], original: str) -> dict:
-    answered = tidy["chosen_method"].notna()
+    ties = tidy["no_preference"].astype(bool) if "no_preference" in tidy else pd.Series(False, index=tidy.index)
+    answered = tidy["chosen_method"].notna() | ties
     repeat = tidy["is_repeat"].astype(bool)
     primary = primary_votes(tidy)
     times = tidy.loc[answered, "reading_time_s"] if "reading_time_s" in tidy else pd.Series(dtype=float)
@@ -31,6 +32,7 @@ def _study_summary(tidy: pd.DataFrame, methods: list[str], original: str) -> dic
         "study_ids": sorted(int(s) for s in tidy["study_id"].unique()),
         "kinds": sorted(str(k) for k in tidy["study_kind"].unique()),
         "queries_shown": int(len(tidy)), "answered": int(answered.sum()), "unanswered": int((~answered).sum()),
+        "no_preference": int(ties.sum()),
         "repeats_shown": int(repeat.sum()), "primary_votes": int(len(primary)),
         "readers": int(tidy["reader"].nunique()), "cases": int(tidy["case_key"].nunique()),
         "methods": methods, "original": original if original in methods else None,
@@ -130,7 +132,8 @@ def _fmt_study(rep: dict) -> list[str]:
             f"methods: {', '.join(s['methods'])}",
             f"  {s['queries_shown']} queries shown, {s['answered']} answered, {s['unanswered']} unanswered, "
             f"{s['repeats_shown']} repeat showings; {s['primary_votes']} primary votes (answered first showings) "
-            "count in every ratio below",
+            "count in every ratio below"
+            + (f"; {s['no_preference']} \"no preference\" answers are left out of them" if s.get("no_preference") else ""),
             f"  median reading time {_num(s['median_reading_time_s'], 1)} s"]
 
 

@@ -28,6 +28,10 @@ def study_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestStudy:
     ts = build_test_study(tmp_path / "study")
     for key, value in ts.env.items():
         monkeypatch.setenv(key, value)
+    # AppTest runs no browser script: these tests drive the plain voting loop (one rerun per vote); the instant
+    # voting area (app/instant_vote.js) is tested in a real browser (tests/e2e/test_instant_vote.py) and its
+    # server side in tests/app/test_instant_vote.py
+    monkeypatch.setenv("R2C_VOTE_UI", "plain")
     return ts
 
 

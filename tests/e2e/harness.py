@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +52,14 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> Non
 @contextlib.contextmanager
 def run_app(env: dict[str, str], port: int | None = None, timeout: float = 90.0) -> Iterator[str]:
     """The app's base URL while it runs with ``env`` added to the environment (stopped afterwards)."""
+    with run_app_process(env, port, timeout) as (url, _proc):
+        yield url
+
+
+@contextlib.contextmanager
+def run_app_process(env: dict[str, str], port: int | None = None,
+                    timeout: float = 90.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """:func:`run_app` that also gives the server process (tests pause it to play a server that stops answering)."""
     port = port or free_port()
     full = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
@@ -65,8 +74,10 @@ def run_app(env: dict[str, str], port: int | None = None, timeout: float = 90.0)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, timeout)
-        yield url
+        yield url, proc
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)  # a test that paused it may have failed before resuming it
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -83,6 +94,15 @@ def has_chromium() -> bool:
 def launch(playwright):
     """Headless system Chromium (never a downloaded browser)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+#: the images of the voting page's instant area (app/instant_vote.js)
+GRID_IMGS = ".r2c-iv-grid img.r2c-iv-img"
+
+
+def wait_votes_sent(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the voting page's queue is empty: every vote cast in the page acknowledged by the server."""
+    page.wait_for_selector('.r2c-iv-status[data-pending="0"]', state="attached", timeout=timeout_ms)
 
 
 def wait_app_idle(page, timeout_ms: int = 60_000) -> None:
@@ -123,7 +143,8 @@ class TestStudy:
 
 
 def build_test_study(root: Path, *, n_cases: int = 4, n_practice: int = 1, accounts: dict[str, str] | None = None,
-                     kind: str = "restoration", seed: int = 0, name: str = "Test study") -> TestStudy:
+                     kind: str = "restoration", seed: int = 0, name: str = "Test study",
+                     no_preference: bool = False) -> TestStudy:
     """A SQLite study in ``root`` built from generated images with the synthetic renderer (a few seconds)."""
     from study.accounts import add_reader
     from study.builder import StudySpec, build_study
@@ -146,7 +167,7 @@ def build_test_study(root: Path, *, n_cases: int = 4, n_practice: int = 1, accou
             codes[acc] = add_reader(session, acc, role)[1]
     renderer = SyntheticRenderer(kind, working_size=64)
     spec = StudySpec(name=name, manifest=manifest, kind=kind, methods=tuple(renderer.methods), split="test",
-                     n_cases=n_cases, seed=seed, n_practice=n_practice)
+                     n_cases=n_cases, seed=seed, n_practice=n_practice, no_preference=no_preference)
     study_id = build_study(factory, spec, renderer, assets=env["R2C_ASSETS"], show_bar=False)
     factory.kw["bind"].dispose()
     return TestStudy(env=env, codes=codes, study_id=study_id, methods=list(renderer.methods))

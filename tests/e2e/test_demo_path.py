@@ -13,7 +13,7 @@ from app.settings import AppSettings
 from study.db import connect
 from study.export import tidy_votes
 from study.simstudy import write_synthetic_manifest
-from tests.e2e.harness import CHROMIUM, has_chromium, launch, run_app, sign_in, wait_app_idle
+from tests.e2e.harness import CHROMIUM, has_chromium, launch, run_app, sign_in, wait_app_idle, wait_votes_sent
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +108,7 @@ def test_demo_path_simulated_dashboard_then_a_real_vote(page, demo_url, demo_env
     wait_app_idle(page)
     page.keyboard.press("3")
     page.get_by_text(re.compile(r"Query 2 of \d+")).wait_for()
+    wait_votes_sent(page)  # the next query shows at once; the vote reaches the server just after
     wait_app_idle(page)
     _sign_out(page)
 

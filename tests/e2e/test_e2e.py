@@ -12,7 +12,7 @@ from r2c_core.models import list_models
 from study.db import connect
 from study.export import tidy_votes
 from study.render import DEFAULT_METHODS
-from tests.e2e.harness import sign_in, vote_through, wait_app_idle
+from tests.e2e.harness import GRID_IMGS, sign_in, vote_through, wait_app_idle, wait_votes_sent
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def test_window_level_changes_every_image_alike(page, app_url, e2e_study):
     sign_in(page, e2e_study.codes["reader-3"])  # views the practice query only, as the zoom test does
     wait_for_text(page, r"Practice 1 of 1")
     wait_app_idle(page)
-    imgs = page.locator('.st-key-r2c-grid [data-testid="stImage"] img')
+    imgs = page.locator(GRID_IMGS)
     assert imgs.count() == 5
     filters = lambda: [imgs.nth(i).evaluate("e => e.style.filter") for i in range(5)]  # noqa: E731
     box = imgs.nth(2).bounding_box()
@@ -103,12 +103,12 @@ def test_enlarge_and_synchronized_zoom(page, app_url, e2e_study, shots):
     sign_in(page, e2e_study.codes["reader-3"])
     wait_for_text(page, r"Practice 1 of 1")
     wait_app_idle(page)
-    imgs = page.locator('.st-key-r2c-grid [data-testid="stImage"] img')
+    imgs = page.locator(GRID_IMGS)
     assert imgs.count() == 5
     box = imgs.nth(1).bounding_box()
     page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)
     page.mouse.wheel(0, -400)
-    page.wait_for_function("() => document.querySelectorAll('.st-key-r2c-grid img[style*=\"scale(\"]').length === 5")
+    page.wait_for_function("() => document.querySelectorAll('.r2c-iv-grid img[style*=\"scale(\"]').length === 5")
     transforms = {imgs.nth(i).evaluate("e => e.style.transform") for i in range(5)}
     assert len(transforms) == 1 and "scale(1)" not in transforms.pop()
     page.mouse.dblclick(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)

@@ -12,7 +12,7 @@ from study.simulate import SimReader, simulate_tidy
 METHODS = ["original", "cnn-x1", "cnn-compact-x3", "op-q3-x3", "op-q5-x3"]
 CONTRACT = ["study_id", "study_kind", "query_id", "reader", "reader_id", "case_id", "case_key", "label", "source",
             "is_repeat", "repeat_of", "n_slots", "slot_1", "slot_2", "slot_3", "slot_4", "slot_5", "chosen_method",
-            "chosen_slot", "confidence", "comment", "shown_at", "answered_at", "reading_time_s"]
+            "chosen_slot", "no_preference", "confidence", "comment", "shown_at", "answered_at", "reading_time_s"]
 
 
 def test_choice_probabilities_are_pref_times_slot_bias_normalised():

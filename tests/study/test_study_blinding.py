@@ -36,7 +36,7 @@ def test_view_and_images_reveal_no_method(factory: Any, make_study: Any, assets:
         view = next_query(s, rid)
         payload = json.dumps(view.as_dict())
         assert set(view.as_dict()) == {"query_token", "study_kind", "label", "index", "total", "is_practice",
-                                       "slot_tokens", "answered_slot"}
+                                       "slot_tokens", "answered_slot", "no_preference"}
         for method in DEFAULT_METHODS:
             assert method not in payload
         assert not any(h in payload or h[:16] in payload for h in hashes)

@@ -48,6 +48,15 @@ def test_full_flow(db_url: str, tiny_manifest: Path, tmp_path: Path, capsys: pyt
     assert code == 0 and "closed" in out
     code, out, _ = _run(capsys, "reset-code", "Dr A", *db)
     assert code == 0 and "new access code" in out
+    nopref = ["build", "--name", "cli-np", "--manifest", str(tiny_manifest), "--n", "2", "--no-preference",
+              "--assets", assets, "--no-progress", *db]
+    assert _run(capsys, *nopref)[0] == 0
+    from study.builder import get_study
+    from study.db import connect
+
+    with connect(db_url).begin() as s:
+        assert get_study(s, "cli-np").settings.get("no_preference") is True
+        assert "no_preference" not in get_study(s, "cli").settings  # off by default, and not stored
 
 
 def test_bad_input_gives_one_line(sqlite_url: str, tiny_manifest: Path, tmp_path: Path,

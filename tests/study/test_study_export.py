@@ -16,7 +16,7 @@ from study.voting import next_query, query_id_for_token, query_slot_methods, sub
 
 CONTRACT = ["study_id", "study_kind", "query_id", "reader", "reader_id", "case_id", "case_key", "label", "source",
             "is_repeat", "repeat_of", "n_slots", "slot_1", "slot_2", "slot_3", "slot_4", "slot_5", "chosen_method",
-            "chosen_slot", "confidence", "comment", "shown_at", "answered_at", "reading_time_s"]
+            "chosen_slot", "no_preference", "confidence", "comment", "shown_at", "answered_at", "reading_time_s"]
 
 
 def _answer_all(factory: Any, reader_id: int, skip_last: bool = False) -> dict[int, tuple[int, str]]:

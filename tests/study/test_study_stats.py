@@ -136,3 +136,35 @@ def test_empty_table_does_not_crash() -> None:
     empty = _tidy([("a", 1, None)])
     text = st.format_summary(st.summary(empty, methods=METHODS))
     assert "Selection ratio" in text
+
+
+def test_no_preference_answers_are_left_out_and_reported(factory, make_study) -> None:
+    """A study offering "no preference": such answers count as answered, stay out of the ratios, are reported per
+    reader, and split equally among the shown methods in the sensitivity analysis."""
+    from study import stats
+    from study.accounts import start_sitting
+    from study.export import tidy_votes
+    from study.voting import NO_PREFERENCE, next_query, submit_vote
+
+    built = make_study(factory, readers=("r1",), n_cases=4, no_preference=True)
+    rid = built.readers["r1"]
+    with factory.begin() as s:
+        sitting = start_sitting(s, rid).id
+    for answer in (1, NO_PREFERENCE, 2, NO_PREFERENCE):
+        with factory.begin() as s:
+            view = next_query(s, rid, sitting_id=sitting)
+            submit_vote(s, rid, view.query_token, answer, sitting_id=sitting)
+    with factory.begin() as s:
+        tidy = tidy_votes(s, built.study_id)
+    assert int(stats.answered(tidy).sum()) == 4 and int(tidy["no_preference"].sum()) == 2
+    assert tidy.loc[tidy["no_preference"], "chosen_method"].isna().all()
+    sel = stats.selection_ratios(tidy)
+    assert set(sel["n"]) == {2}  # the two reads that chose an image
+    ties = stats.no_preference_rates(tidy).set_index("reader")
+    assert ties.loc["overall", ["answered", "no_preference"]].tolist() == [4, 2] and ties.loc["overall", "rate"] == 0.5
+    split = stats.selection_ratios_ties_split(tidy)
+    overall = split[split["reader"] == "overall"]
+    n_methods = int(tidy["n_slots"].iloc[0])
+    assert set(overall["n"]) == {4} and overall["chosen"].sum() == pytest.approx(4.0)  # every read counted once
+    assert overall["chosen"].min() >= 2 / n_methods - 1e-9  # each method got its share of the two ties
+    assert "no_preference" in stats.summary(tidy)
