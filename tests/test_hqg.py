@@ -1,0 +1,161 @@
+"""HQG-Net: parameter counts of the public code's topology, shapes, each loss term on constructed inputs (against
+independent formulas), the composite losses, and the reference-image rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from torch import nn
+
+from r2c_core import hqg_losses as L
+from r2c_core.models import hqg as H
+
+# counted on the public code's networks at 256 px (docs/HQGNET-PLAN.md)
+PARAMS = {"generator": 36_518_659, "encoder": 23_508_032, "unused_shortcuts": 180_224, "style": 20_916_928,
+          "discriminator": 20_852_290, "ae_decoder": 18_478_403}
+
+
+def test_parameter_counts_match_the_public_code() -> None:
+    cfg = H.HQGConfig(img_size=256)
+    g, ae, d = H.HQGGenerator(cfg), H.AutoEncoder(cfg), H.HQGDiscriminator(cfg)
+    s = H.StyleEncoder(cfg, ae)
+    assert H.count_parameters(g) == PARAMS["generator"]
+    assert H.count_parameters(g.encoder) == PARAMS["encoder"]
+    assert sum(H.count_parameters(u.proj) for u in g.ups if u.proj is not None) == PARAMS["unused_shortcuts"]
+    assert H.count_parameters(s) == PARAMS["style"]
+    assert H.count_parameters(d) == PARAMS["discriminator"]
+    assert H.count_parameters(ae) - H.count_parameters(ae.encoder) == PARAMS["ae_decoder"]
+    assert s.encoder is ae.encoder  # the style encoder is the pretrained autoencoder's encoder
+
+
+def test_shapes_range_and_the_unused_shortcut() -> None:
+    torch.manual_seed(0)
+    cfg = H.HQGConfig(img_size=64)
+    g, s, d = H.HQGGenerator(cfg), H.StyleEncoder(cfg), H.HQGDiscriminator(cfg)
+    x = torch.rand(2, 3, 64, 64)
+    y = torch.tensor([H.LOW_QUALITY, H.HIGH_QUALITY])
+    code = s(x, y)
+    out = g(x, code)
+    assert code.shape == (2, 64) and out.shape == (2, 3, 64, 64) and d(x, y).shape == (2,)
+    assert 0 < float(out.detach().min()) and float(out.detach().max()) < 1
+    # each domain has its own head
+    assert not torch.allclose(s(x[:1], torch.tensor([0])), s(x[:1], torch.tensor([1])))
+    out.mean().backward()
+    assert all(u.proj.weight.grad is None for u in g.ups if u.proj is not None)  # w_hpf=1: never used
+    assert g.encoder.stem[0].weight.grad is not None
+    g2 = H.HQGGenerator(H.HQGConfig(img_size=64, adain_shortcut=True))
+    g2(x, code.detach()).mean().backward()
+    assert all(u.proj.weight.grad is not None for u in g2.ups if u.proj is not None)
+    ae = H.AutoEncoder(H.HQGConfig(img_size=128))
+    assert ae(torch.rand(1, 3, 128, 128)).shape == (1, 3, 128, 128)
+    gray = torch.rand(2, 1, 8, 8)
+    assert torch.allclose(H.to_gray(H.to_rgb3(gray)), gray)
+
+
+def test_r1_penalty_of_a_linear_critic() -> None:
+    w = torch.randn(1, 3, 4, 4)
+    x = torch.rand(5, 3, 4, 4, requires_grad=True)
+    out = (x * w).flatten(1).sum(1)  # dD/dx = w for every image
+    assert float(L.r1_penalty(out, x)) == pytest.approx(0.5 * float(w.pow(2).sum()), rel=1e-6)
+
+
+def _structure_reference(a: np.ndarray, b: np.ndarray, window: int = 11, sigma: float = 1.5) -> float:
+    """The structure term with scipy (zero-padded Gaussian filtering), no noise, one gray image."""
+    g = np.exp(-((np.arange(window) - window // 2) ** 2) / (2 * sigma**2))
+    k = np.outer(g, g) / np.outer(g, g).sum()
+    f = lambda t: ndimage.convolve(t, k, mode="constant")  # noqa: E731
+    mu_a, mu_b = f(a), f(b)
+    va, vb = np.maximum(f(a * a) - mu_a**2, 0), np.maximum(f(b * b) - mu_b**2, 0)
+    cov = f(a * b) - mu_a * mu_b
+    c3 = 0.03**2 / 2
+    return float(np.mean((cov + c3) / (np.sqrt(va) * np.sqrt(vb) + c3)))
+
+
+def test_structure_term_against_an_independent_formula() -> None:
+    rng = np.random.default_rng(0)
+    a = ndimage.gaussian_filter(rng.random((40, 40)), 2)
+    b = np.clip(a + 0.05 * rng.standard_normal((40, 40)), 0, 1)
+    ta, tb = (torch.tensor(v, dtype=torch.float32)[None, None] for v in (a, b))
+    got = float(L.structure_term(ta, tb, noise_std=0.0)[0])
+    assert got == pytest.approx(_structure_reference(a, b), abs=2e-4)
+    assert float(L.structure_loss(ta, ta, noise_std=0.0)) == pytest.approx(0.0, abs=1e-4)
+    texture = torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(1))
+    assert float(L.structure_loss(texture, 1 - texture, noise_std=0.0)) > 1.5  # anti-correlated: term near -1
+    # the same seeded noise gives the same value; the noise is added to both images alike
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert float(L.structure_loss(ta, tb, generator=g1)) == float(L.structure_loss(ta, tb, generator=g2))
+    # flat images: the noise keeps it defined
+    flat = torch.full((1, 1, 16, 16), 0.5)
+    assert np.isfinite(float(L.structure_loss(flat, flat)))
+
+
+def test_luminance_term_properties() -> None:
+    uniform = torch.full((1, 1, 64, 64), 0.4)
+    assert float(L.luminance_loss(uniform, 32)) == pytest.approx(0.0, abs=1e-5)
+    step = torch.full((1, 1, 64, 64), 0.2)
+    step[..., 32:] = 0.8
+    v = float(L.luminance_loss(step, 32))
+    assert 0.15 < v <= 0.3 + 1e-6
+    assert float(L.luminance_loss(step + 0.1, 32)) == pytest.approx(v, rel=1e-4)  # brightness shift: unchanged
+    assert float(L.luminance_loss(0.5 + 2 * (step - 0.5), 32)) == pytest.approx(2 * v, rel=1e-4)  # contrast x2
+    checker = ((torch.arange(64)[:, None] // 4 + torch.arange(64)[None, :] // 4) % 2).float()[None, None]
+    assert float(L.luminance_loss(checker, 32)) == pytest.approx(0.0, abs=1e-6)  # finer than the patch: uniform
+    with pytest.raises(ValueError):
+        L.luminance_loss(uniform[..., :16, :16], 32)
+    # the public code's range: (x + 1) / 2 halves every difference
+    assert float(L.luminance_loss(step, 32, faithful_range=True)) == pytest.approx(v / 2, rel=1e-4)
+
+
+def test_haar_bands_and_wavelet_term() -> None:
+    x = torch.rand(2, 1, 16, 16)
+    bands = L.haar_bands(x)
+    assert sum(float(b.pow(2).sum()) for b in bands) == pytest.approx(float(x.pow(2).sum()), rel=1e-5)  # orthonormal
+    assert all(float(b.abs().max()) < 1e-6 for b in L.haar_bands(torch.full((1, 1, 8, 8), 0.3))[1:])
+    assert float(L.wavelet_loss(x, x + 0.2)) == pytest.approx(0.0, abs=1e-6)  # brightness free
+    assert float(L.wavelet_loss(x, torch.zeros_like(x))) > 0.05
+    assert float(L.bce_logits(torch.zeros(4), True)) == pytest.approx(np.log(2))
+
+
+def test_composite_losses_weights_and_gradients() -> None:
+    torch.manual_seed(0)
+    cfg = H.HQGConfig(img_size=64)
+    nets = L.HQGNets(g=H.HQGGenerator(cfg), s=H.StyleEncoder(cfg), d=H.HQGDiscriminator(cfg))
+    x_low, x_high = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    y0, y1 = torch.tensor([0]), torch.tensor([1])
+    w = L.HQGLossWeights()
+    d_loss, d_terms = L.discriminator_loss(nets, x_low, y0, x_high, y1, w)
+    assert float(d_loss.detach()) == pytest.approx(d_terms["d_real"] + d_terms["d_fake"] + w.reg * d_terms["r1"], rel=1e-5)
+    d_loss.backward()
+    assert nets.d.main[0].weight.grad is not None and nets.g.to_image.weight.grad is None
+    nets.d.zero_grad()
+    g_loss, t = L.generator_loss(nets, x_low, y0, x_high, y1, w, generator=torch.Generator().manual_seed(0))
+    expect = t["g_adv"] + t["style"] + t["cycle"] + (0.5 * t["structure"] + 0.1 * t["luminance"]) / 2
+    assert float(g_loss.detach()) == pytest.approx(expect, rel=1e-5) and t["wavelet"] == 0.0
+    g_loss.backward()
+    assert nets.g.to_image.weight.grad is not None and nets.s.heads[1].weight.grad is not None
+    ww = L.HQGLossWeights(wavelet=0.3)
+    g_loss2, t2 = L.generator_loss(nets, x_low, y0, x_high, y1, ww, generator=torch.Generator().manual_seed(0))
+    assert t2["wavelet"] > 0 and float(g_loss2.detach()) == pytest.approx(float(g_loss.detach()) + 0.3 * t2["wavelet"], rel=1e-4)
+
+
+class _Codes(nn.Module):
+    """A stand-in style encoder: the code of an image is its first pixel row's first 2 values."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, 0, :2]
+
+
+def test_reference_rule_is_the_style_medoid_with_ties_to_the_smallest_id() -> None:
+    def img(a: float, b: float) -> torch.Tensor:
+        t = torch.zeros(3, 4, 4)
+        t[0, 0, :2] = torch.tensor([a, b])
+        return t
+
+    cands = [("z9", img(0, 0)), ("b2", img(1, 1)), ("c3", img(2, 2)), ("a1", img(1, 1))]
+    ref, code = H.style_medoid(_Codes(), cands, batch_size=3)
+    assert ref == "a1" and code.tolist() == [1.0, 1.0]  # mean (1, 1): a1 and b2 tie, a1 sorts first
+    assert H.style_medoid(_Codes(), list(reversed(cands)))[0] == "a1"  # order of the candidates does not matter
+    with pytest.raises(ValueError):
+        H.style_medoid(_Codes(), [])
