@@ -32,13 +32,11 @@ file resized to ``size`` x ``size`` as PNG bytes plus the manifest rows, ids, la
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as _dt
 import io
 import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -48,19 +46,30 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .checkpoints import load_checkpoint, load_model, load_state_into, save_checkpoint
-from .data import SPLIT_FILE, file_sha256, label_index, load_manifest, load_split, split_info
+from .data import (
+    SPLIT_FILE,
+    file_sha256,
+    label_index,
+    load_manifest,
+    load_split,
+    split_info,
+)
 from .errors import CheckpointError, ManifestError, R2CError
 from .imageio import png_bytes, to_gray_uint8
 from .inference import NORMALISATION, pick_device, to_model_tensor
 from .metrics import nan_to_none, point_metrics
 from .models import CLASS_NAMES
 from .precision import autocast, use_bf16
-from .runio import open_step_log, read_json_object, resolve_state_dir, state_training_dict
+from .runio import (
+    read_json_object,
+    resolve_state_dir,
+    state_training_dict,
+)
 from .training.config import LOAD_RATIO, _build, _merge
 from .training.loader import DomainCache, decode_resized, seeded_generator, to_input
+from .training.loop import LoopResult, LoopSettings, RunLoop
 from .training.schedule import linear_decay_lr
 
 log = logging.getLogger(__name__)
@@ -318,33 +327,27 @@ class BaselineTrainer:
         return {"lr": lr, "loss": float(loss.detach()), "batch_accuracy": float(acc)}
 
     def run(self) -> dict[str, Any]:
-        """Train from ``self.step`` to the end (or ``max_steps`` / ``max_minutes``), validating every epoch."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        end = self.end_step()
-        log_file = self._open_log()
-        writer = csv.DictWriter(log_file, fieldnames=list(LOG_COLUMNS))
-        t0, steps_done, stopped_early = time.perf_counter(), 0, False
-        bar = tqdm(total=end, initial=self.step, desc=f"train {self.cfg.model}", unit="step", disable=not self.progress, dynamic_ncols=True)
-        try:
-            while self.step < end:
-                ts = time.perf_counter()
-                terms = self.train_step(self.batches.batch(self.step))
-                writer.writerow({"step": self.step, "epoch": self.step // self.steps_per_epoch, "seconds": round(time.perf_counter() - ts, 4),
-                                 **{k: f"{v:.6g}" for k, v in terms.items()}})
-                self.step += 1
-                steps_done += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{terms['loss']:.3f}", lr=f"{terms['lr']:.2e}")
-                self._after_step(log_file)
-                if self.cfg.max_minutes and self.step < end and time.perf_counter() - t0 > 60.0 * self.cfg.max_minutes:
-                    stopped_early = True
-                    log.warning("max_minutes=%s reached at step %d of %d: stopping early", self.cfg.max_minutes, self.step, end)
-                    break
-        finally:
-            bar.close()
-            log_file.close()
-        elapsed = time.perf_counter() - t0
-        return self._finish(elapsed, steps_done, stopped_early)
+        """Train from ``self.step`` to the end (or ``max_steps`` / ``max_minutes``), validating every epoch
+        (:class:`~r2c_core.training.loop.RunLoop`)."""
+        return RunLoop(self).run()
+
+    # -------------------------------------------------------------------------------- the run loop's hooks
+    def loop_settings(self) -> LoopSettings:
+        return LoopSettings(end=self.end_step(), desc=f"train {self.cfg.model}", log_columns=LOG_COLUMNS,
+                            max_minutes=self.cfg.max_minutes, checkpoint_every=self.cfg.checkpoint_every,
+                            progress=self.progress)
+
+    def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batches.batch(step)
+
+    def postfix(self, terms: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{terms['loss']:.3f}", "lr": f"{terms['lr']:.2e}"}
+
+    def on_epoch_end(self, last: bool) -> None:
+        self.validate_and_select()
+
+    def finish(self, result: LoopResult) -> dict[str, Any]:
+        return self._finish(result.seconds, result.steps_run, result.stopped_early)
 
     def _finish(self, elapsed: float, steps_done: int, stopped_early: bool) -> dict[str, Any]:
         if self.step % self.steps_per_epoch != 0 or not self.last_val:
@@ -362,17 +365,6 @@ class BaselineTrainer:
         summary = nan_to_none(summary)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         return summary
-
-    def _after_step(self, log_file: Any) -> None:
-        epoch_end = self.step % self.steps_per_epoch == 0
-        if epoch_end:
-            log_file.flush()
-            self.validate_and_select()
-        if (epoch_end or (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0)) and self.step < self.end_step():
-            self.save_state()
-
-    def _open_log(self) -> Any:
-        return open_step_log(self.out / "train_log.csv", LOG_COLUMNS, self.step)
 
     # ----------------------------------------------------------------------------- validate / select / export
     @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from r2c_core.checkpoints import read_config
@@ -74,3 +75,22 @@ def test_tiny_training_run_and_resume(tmp_path, cxr_dir):
     assert read_config(out / "last")["epoch"] == 2
     assert "test_metrics" in read_config(out / "best")
     assert LungSegmenter.from_dir(out / "best", device="cpu").mask(np.zeros((50, 40), np.uint8)).shape == (50, 40)
+
+
+def test_resume_at_an_epoch_end_equals_the_uninterrupted_run(tmp_path, cxr_dir):
+    """The shared run loop (r2c_core.training.loop) keeps the U-Net's resume exact: optimizer, sample order and
+    augmentation generator continue where the first part stopped."""
+    from r2c_core.checkpoints import load_checkpoint
+
+    cfg = {"name": "tiny", "preprocess": {"size": 64}, "data": {"manifest": str(cxr_dir / "MANIFEST.csv"), "limit": 4},
+           "train": {"epochs": 2, "batch_size": 2, "threads": 2, "device": "cpu", "patience": 5}}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(cfg))
+    full = train(path, out=tmp_path / "full", evaluate_on_test=False)
+    part = train(path, out=tmp_path / "part", max_steps=2, evaluate_on_test=False)  # exactly one epoch
+    assert part["reason"].startswith("max steps")
+    resumed = train(None, resume=tmp_path / "part", evaluate_on_test=False)
+    assert full["reason"].startswith("epochs") and resumed["reason"].startswith("epochs")
+    a, _ = load_checkpoint(tmp_path / "full" / "last")
+    b, _ = load_checkpoint(tmp_path / "part" / "last")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -29,13 +29,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..runio import read_json_object
 from ..checkpoints import load_checkpoint, load_state_into, read_config, save_checkpoint
 from ..errors import CheckpointError, R2CError
 from ..paths import REPO_ROOT, manifest_path
+from ..precision import use_bf16
+from ..runio import read_json_object
+from ..training.loop import LoopResult, LoopSettings, RunLoop
 from .data import MaskSet, augment, load_set, read_mask_manifest, split_train_val
 from .model import ARCH, build_unet, check_preprocess, count_parameters, normalise
-from ..precision import use_bf16
 from .predict import KIND
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(int(tc["seed"]))
         self.epoch, self.step, self.best, self.best_epoch, self.stale, self.elapsed = 0, 0, -1.0, 0, 0, 0.0
         self.last_epoch_s, self._epoch_t0 = 0.0, time.monotonic()
+        # the epoch in progress: steps taken in it, its sample order, its losses and last learning rate
+        self._i, self._order, self._losses, self._lr = 0, torch.empty(0, dtype=torch.long), [], 0.0
         if resume is not None:
             self._restore(resume)
 
@@ -210,33 +213,91 @@ class Trainer:
             g["lr"] = lr
         return lr
 
-    def _train_epoch(self) -> tuple[float, float]:
-        tc, aug = self.cfg["train"], self.cfg["augment"]
-        bs, n = int(tc["batch_size"]), len(self.train_set.ids)
-        order = torch.randperm(n, generator=self.gen)
+    # -------------------------------------------------------------------------------- the run loop's hooks
+    def loop_settings(self) -> LoopSettings:
+        end = self.total_steps if self.max_steps is None else min(self.total_steps, int(self.max_steps))
+        # no per-step log (the log is per epoch) and no loop checkpoints: an epoch end saves `last` itself; the
+        # time budget counts over resumes, so it is a stop rule (stop_reason), not the loop's max_minutes
+        return LoopSettings(end=end, desc=f"train {self.cfg['name']}", checkpoint_at_epoch_end=False, progress=True)
+
+    def at_epoch_end(self) -> bool:
+        """Epochs are counted by this trainer (an epoch cut short by ``max_steps`` still counts as one)."""
+        return self._i == 0 or self._i >= self.steps_per_epoch
+
+    def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next augmented batch of the epoch in progress (a new epoch draws its order first)."""
+        if self._i == 0:
+            self._epoch_t0 = time.monotonic()
+            self._order = torch.randperm(len(self.train_set.ids), generator=self.gen)
+            self._losses = []
+        bs = int(self.cfg["train"]["batch_size"])
+        idx = self._order[self._i * bs:(self._i + 1) * bs]
+        x, y = augment(self.train_set.images[idx], self.train_set.masks[idx], self.cfg["augment"], self.gen)
+        x, y, w = normalise(x).to(self.device), y.to(self.device), self.train_set.weights[idx].to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y, w
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        tc = self.cfg["train"]
+        x, y, w = batch
         self.model.train()
-        losses, lr = [], 0.0
-        use_amp = self.use_amp
-        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}", leave=False, file=sys.stderr, dynamic_ncols=True)
-        for i in bar:
-            if self.max_steps is not None and self.step >= self.max_steps:
-                break
-            idx = order[i * bs:(i + 1) * bs]
-            x, y = augment(self.train_set.images[idx], self.train_set.masks[idx], aug, self.gen)
-            x, y, w = normalise(x).to(self.device), y.to(self.device), self.train_set.weights[idx].to(self.device)
-            if self.device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            lr = self._set_lr()
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = self.model(x)
-            loss = seg_loss(logits.float(), y, w, float(tc["bce_weight"]), float(tc["dice_weight"]))
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            self.step += 1
-            losses.append(loss.detach().item())
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}", lr=f"{lr:.2e}")
-        return (float(np.mean(losses)) if losses else float("nan")), lr
+        lr = self._set_lr()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            logits = self.model(x)
+        loss = seg_loss(logits.float(), y, w, float(tc["bce_weight"]), float(tc["dice_weight"]))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self._i += 1
+        self._losses.append(loss.detach().item())
+        self._lr = lr
+        return {"lr": lr, "loss": self._losses[-1]}
+
+    def postfix(self, terms: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{np.mean(self._losses):.4f}", "lr": f"{terms['lr']:.2e}"}
+
+    def save_state(self) -> None:
+        self._save_last()
+
+    def stop_reason(self) -> str | None:
+        return self._should_stop()
+
+    def on_epoch_end(self, last: bool) -> None:
+        """Validation, best / early-stopping bookkeeping, ``last`` (and ``best``), the epoch's log row."""
+        t0 = self._epoch_t0
+        train_loss = float(np.mean(self._losses)) if self._losses else float("nan")
+        lr = self._lr
+        self._i = 0
+        self.epoch += 1
+        val_loss, val_dice = validate(self.model, self.val_set, self.device, int(self.cfg["train"]["batch_size"]), float(self.cfg["threshold"]))
+        self.last_epoch_s = time.monotonic() - t0
+        self.elapsed += self.last_epoch_s
+        improved = val_dice > self.best or not self.val_set.ids
+        if improved:
+            self.best, self.best_epoch, self.stale = val_dice, self.epoch, 0
+            self._save_best(val_dice)
+        else:
+            self.stale += 1
+        self._save_last()
+        self._log({"epoch": self.epoch, "step": self.step, "lr": f"{lr:.3e}", "train_loss": f"{train_loss:.5f}",
+                   "val_loss": f"{val_loss:.5f}", "val_dice": f"{val_dice:.5f}", "best_val_dice": f"{self.best:.5f}",
+                   "epoch_s": f"{time.monotonic() - t0:.1f}", "elapsed_min": f"{self.elapsed / 60:.2f}"})
+        log.warning("epoch %d: train loss %.4f, val Dice %.4f (best %.4f @ %d), %.1f min", self.epoch, train_loss, val_dice, self.best, self.best_epoch, self.elapsed / 60)
+        self._progress(f"epoch {self.epoch}/{self.cfg['train']['epochs']} step {self.step}: train loss {train_loss:.4f}, val Dice {val_dice:.4f} "
+                       f"(best {self.best:.4f} @ {self.best_epoch}), lr {lr:.2e}, {self.last_epoch_s:.0f} s/epoch, "
+                       f"{len(self.train_set.ids) / max(self.last_epoch_s, 1e-9):.2f} images/s incl. validation")
+
+    def finish(self, result: LoopResult) -> str:
+        """Close an epoch cut short (``max_steps``, a signal) as the last one, then say why training stopped."""
+        if self._i:
+            self.on_epoch_end(True)
+        reason = self._should_stop() or result.reason or "end of the step budget"
+        if result.stopped_early and result.reason:
+            reason = f"{result.reason} (state saved)"
+        log.warning("stopped: %s; best val Dice %.4f at epoch %d", reason, self.best, self.best_epoch)
+        self._progress(f"stopped: {reason}; best val Dice {self.best:.4f} at epoch {self.best_epoch}")
+        return reason
 
     def _save_last(self) -> None:
         extra = {"epoch": self.epoch, "best_val_dice": self.best, "best_epoch": self.best_epoch}
@@ -280,33 +341,13 @@ class Trainer:
         return None
 
     def run(self) -> str:
-        """Train until a stop condition; returns the reason."""
+        """Train until a stop condition (:class:`~r2c_core.training.loop.RunLoop`); returns the reason."""
         self.out.mkdir(parents=True, exist_ok=True)
         log.info("training %s: %d params, %d steps/epoch on %s", self.cfg["name"], count_parameters(self.model), self.steps_per_epoch, self.device)
-        while (reason := self._should_stop()) is None:
-            t0 = self._epoch_t0 = time.monotonic()
-            train_loss, lr = self._train_epoch()
-            self.epoch += 1
-            val_loss, val_dice = validate(self.model, self.val_set, self.device, int(self.cfg["train"]["batch_size"]), float(self.cfg["threshold"]))
-            self.last_epoch_s = time.monotonic() - t0
-            self.elapsed += self.last_epoch_s
-            improved = val_dice > self.best or not self.val_set.ids
-            if improved:
-                self.best, self.best_epoch, self.stale = val_dice, self.epoch, 0
-                self._save_best(val_dice)
-            else:
-                self.stale += 1
-            self._save_last()
-            self._log({"epoch": self.epoch, "step": self.step, "lr": f"{lr:.3e}", "train_loss": f"{train_loss:.5f}",
-                       "val_loss": f"{val_loss:.5f}", "val_dice": f"{val_dice:.5f}", "best_val_dice": f"{self.best:.5f}",
-                       "epoch_s": f"{time.monotonic() - t0:.1f}", "elapsed_min": f"{self.elapsed / 60:.2f}"})
-            log.warning("epoch %d: train loss %.4f, val Dice %.4f (best %.4f @ %d), %.1f min", self.epoch, train_loss, val_dice, self.best, self.best_epoch, self.elapsed / 60)
-            self._progress(f"epoch {self.epoch}/{self.cfg['train']['epochs']} step {self.step}: train loss {train_loss:.4f}, val Dice {val_dice:.4f} "
-                           f"(best {self.best:.4f} @ {self.best_epoch}), lr {lr:.2e}, {self.last_epoch_s:.0f} s/epoch, "
-                           f"{len(self.train_set.ids) / max(self.last_epoch_s, 1e-9):.2f} images/s incl. validation")
-        log.warning("stopped: %s; best val Dice %.4f at epoch %d", reason, self.best, self.best_epoch)
-        self._progress(f"stopped: {reason}; best val Dice {self.best:.4f} at epoch {self.best_epoch}")
-        return reason
+        if (reason := self._should_stop()) is not None:  # e.g. resumed after the last epoch
+            log.warning("stopped: %s; best val Dice %.4f at epoch %d", reason, self.best, self.best_epoch)
+            return reason
+        return RunLoop(self).run()
 
     def _progress(self, text: str) -> None:
         """One human-readable line in ``<out>/progress.log`` (the training campaign follows it)."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import logging
 import os
@@ -50,14 +49,21 @@ from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint, sub
 from ..data import SPLIT_FILE, domain_frame, load_manifest, load_split, split_info
 from ..errors import CheckpointError, R2CError
 from ..inference import export_generator, pick_device
-from ..runio import open_step_log, resolve_state_dir, state_training_dict
 from ..losses import discriminator_losses, generator_losses, r2c_forward
 from ..metrics import nan_to_none, point_metrics
 from ..models import R2CGAN
 from ..precision import autocast, use_bf16
+from ..runio import resolve_state_dir, state_training_dict
 from . import compact, restval
 from .config import TrainConfig, config_from_dict
-from .loader import DomainCache, UnpairedBatches, decode_resized, seeded_generator, to_input
+from .loader import (
+    DomainCache,
+    UnpairedBatches,
+    decode_resized,
+    seeded_generator,
+    to_input,
+)
+from .loop import LoopResult, LoopSettings, RunLoop
 from .pool import ImagePool
 from .schedule import linear_decay_lr
 
@@ -190,7 +196,6 @@ class Trainer:
         self.warm_done = cfg.warm_start_steps == 0
         self._resumed = False
         self.last_val: dict[str, Any] = {}
-        self._last_save = time.perf_counter()
         self._last_progress = 0.0
         self._recent: list[tuple[float, int]] = []
 
@@ -348,61 +353,48 @@ class Trainer:
         return tuple(t[self.rank * per : (self.rank + 1) * per] for t in batch)
 
     def run(self) -> dict[str, Any]:
-        """Train from ``self.step`` to the end (or ``max_steps``); save, validate and export on the way."""
+        """Train from ``self.step`` to the end (or ``max_steps``); save, validate and export on the way
+        (:class:`~r2c_core.training.loop.RunLoop`)."""
         self.out.mkdir(parents=True, exist_ok=True)
         if self.step == 0 and self.cfg.init_from and not self._resumed:
             self.init_from(self.cfg.init_from)
         if not self.warm_done and self.step == 0:
             self.warm_start()
-        end = self.end_step()
-        log_file = self._open_log() if self.is_main else io.StringIO()  # one writer: process 0
-        writer = csv.DictWriter(log_file, fieldnames=list(LOG_COLUMNS))
-        t0 = time.perf_counter()
-        steps_done = 0
-        stopped_early = False
-        bar = tqdm(total=end, initial=self.step, desc=f"train {self.cfg.model}", unit="step", disable=not (self.progress and self.is_main), dynamic_ncols=True)
-        stop = _StopSignal()
-        try:
-            while self.step < end:
-                ts = time.perf_counter()
-                terms = self.train_step(self.data.batches.batch(self.step))
-                row = {"step": self.step, "epoch": self.step // self.steps_per_epoch, "seconds": round(time.perf_counter() - ts, 4)}
-                row.update({k: f"{v:.6g}" for k, v in terms.items()})
-                writer.writerow(row)
-                self.step += 1
-                steps_done += 1
-                bar.update(1)
-                bar.set_postfix(G=f"{terms['G_loss']:.3f}", D=f"{terms['D_loss']:.3f}", lr=f"{terms['lr']:.2e}")
-                if self.step % 10 == 0:
-                    log_file.flush()
-                self._recent.append((time.perf_counter(), self.step))
-                self._progress_step(terms, end)
-                self._after_step(log_file)
-                if self.cfg.max_minutes and self.step < end and time.perf_counter() - t0 > 60.0 * self.cfg.max_minutes:
-                    stopped_early = True
-                    log.warning("max_minutes=%s reached at step %d of %d: stopping early", self.cfg.max_minutes, self.step, end)
-                    break
-                if stop.requested and self.step < end:
-                    stopped_early = True
-                    log.warning("%s at step %d of %d: saving the state and stopping", stop.requested, self.step, end)
-                    break
-        except BaseException:
-            stop.restore()
-            raise
-        finally:
-            bar.close()
-            log_file.close()
-        elapsed = time.perf_counter() - t0
+        return RunLoop(self).run()
+
+    # -------------------------------------------------------------------------------- the run loop's hooks
+    def loop_settings(self) -> LoopSettings:
+        return LoopSettings(end=self.end_step(), desc=f"train {self.cfg.model}", log_columns=LOG_COLUMNS,
+                            max_minutes=self.cfg.max_minutes, checkpoint_every=self.cfg.checkpoint_every,
+                            checkpoint_minutes=self.cfg.checkpoint_minutes, progress=self.progress, is_main=self.is_main)
+
+    def batch_at(self, step: int) -> tuple[torch.Tensor, ...]:
+        return self.data.batches.batch(step)
+
+    def postfix(self, terms: dict[str, float]) -> dict[str, str]:
+        return {"G": f"{terms['G_loss']:.3f}", "D": f"{terms['D_loss']:.3f}", "lr": f"{terms['lr']:.2e}"}
+
+    def on_step_end(self, terms: dict[str, float], end: int) -> None:
+        self._recent.append((time.perf_counter(), self.step))
+        self._progress_step(terms, end)
+
+    def on_epoch_end(self, last: bool) -> None:
+        epoch = self.step // self.steps_per_epoch
+        if self.cfg.export_every and epoch % self.cfg.export_every == 0 and not last:
+            self.validate()
+            self.export()
+
+    def finish(self, result: LoopResult) -> dict[str, Any]:
+        """The final save, validation and export (main process), then the summary."""
         gen_dir = None
-        try:  # a SIGTERM now (a run's time limit) must not cut the final save and export short
-            if self.is_main:
-                self.save_state()
-                self.validate()
-                gen_dir = self.export()
-        finally:
-            stop.restore()
-        summary = {"step": self.step, "total_steps": self.total_steps, "stopped_early": stopped_early, "steps_per_epoch": self.steps_per_epoch, "steps_run": steps_done,
-                   "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(1, steps_done), 4),
+        if self.is_main:
+            self.save_state()
+            self.validate()
+            gen_dir = self.export()
+        elapsed = result.seconds
+        summary = {"step": self.step, "total_steps": self.total_steps, "stopped_early": result.stopped_early,
+                   "steps_per_epoch": self.steps_per_epoch, "steps_run": result.steps_run,
+                   "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(1, result.steps_run), 4),
                    "validation": self.last_val, "generator": str(gen_dir), "state": str(self.out / "state")}
         summary["processes"] = {"world_size": self.world, "global_batch": self.cfg.batch_size,
                                 "per_process_batch": self.cfg.batch_size // self.world, "lr": self.cfg.lr}
@@ -411,20 +403,6 @@ class Trainer:
             return summary
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
         return summary
-
-    def _after_step(self, log_file: Any) -> None:
-        if not self.is_main:
-            return
-        epoch_end = self.step % self.steps_per_epoch == 0
-        timed = bool(self.cfg.checkpoint_minutes) and time.perf_counter() - self._last_save > 60.0 * self.cfg.checkpoint_minutes
-        if epoch_end or timed or (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0):
-            log_file.flush()
-            if self.step < self.end_step():
-                self.save_state()
-        epoch = self.step // self.steps_per_epoch
-        if epoch_end and self.cfg.export_every and epoch % self.cfg.export_every == 0 and self.step < self.end_step():
-            self.validate()
-            self.export()
 
     def _progress(self, text: str, every_s: float = 0.0) -> None:
         """Append one line to ``<out>/progress.log`` (human-readable; at most every ``every_s`` seconds)."""
@@ -444,9 +422,6 @@ class Trainer:
         eta_h = (end - self.step) * self.cfg.batch_size / rate / 3600 if rate == rate and rate > 0 else float("nan")
         self._progress(f"step {self.step}/{end} epoch {self.step / self.steps_per_epoch:.2f}/{self.cfg.epochs} | {rate:.2f} crops/s "
                        f"(ETA {eta_h:.1f} h) | G {terms['G_loss']:.3f} D {terms['D_loss']:.3f} lr {terms['lr']:.2e}{val}", every_s=120)
-
-    def _open_log(self) -> Any:
-        return open_step_log(self.out / "train_log.csv", LOG_COLUMNS, self.step)
 
     # ---------------------------------------------------------------------------------- validate / export
     @torch.no_grad()
@@ -513,7 +488,6 @@ class Trainer:
         tmp = d / "optim.pt.tmp"
         torch.save({"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}, tmp)
         tmp.replace(d / "optim.pt")
-        self._last_save = time.perf_counter()
         if self.cfg.compact_state and state_dir is None:
             nets = {name: getattr(self.gan, name).state_dict() for name in NETS}
             if compact.save(self.cfg.compact_state, nets, {"opt_g": self.opt_g, "opt_d": self.opt_d}, {**cfg, "kind": compact.KIND},
@@ -574,34 +548,6 @@ def _val_text(v: dict[str, Any]) -> str:
         text += (f" | {r['passes']} passes: SSIM to input {r['ssim_to_input']:.3f}, change {r['mean_abs_change']:.2f} grey levels, "
                  f"blur+noise PSNR {r['psnr_degraded']:.2f} -> {r['psnr_restored']:.2f} dB ({r['psnr_gain']:+.2f})")
     return text
-
-
-class _StopSignal:
-    """SIGTERM/SIGINT during training: finish the current step, save, validate, export, then return."""
-
-    def __init__(self) -> None:
-        import signal
-        import threading
-
-        self.requested = ""
-        self._old: dict[int, Any] = {}
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        import signal
-
-        if self.requested:  # a second signal: give up at once
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-
-    def restore(self) -> None:
-        import signal
-
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def state_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
