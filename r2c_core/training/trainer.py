@@ -30,7 +30,6 @@ work-arounds; the explicit all-reduce is the same mathematics with one collectiv
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import logging
 import os
@@ -40,89 +39,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint, sub_state
-from ..data import SPLIT_FILE, domain_frame, load_manifest, load_split, split_info
-from ..errors import CheckpointError, R2CError
+from ..errors import R2CError
 from ..inference import export_generator, pick_device
 from ..losses import discriminator_losses, generator_losses, r2c_forward
 from ..metrics import nan_to_none, point_metrics
 from ..models import R2CGAN
 from ..precision import autocast, use_bf16
-from ..runio import resolve_state_dir, state_training_dict
-from . import compact, restval
-from .config import TrainConfig, config_from_dict
+from . import restval
+from .config import TrainConfig
 from .loader import (
-    DomainCache,
-    UnpairedBatches,
-    decode_resized,
     seeded_generator,
     to_input,
 )
 from .loop import LoopResult, LoopSettings, RunLoop
 from .pool import ImagePool
+from .r2c_data import TrainData, ValData
+from .r2c_state import (
+    LOG_COLUMNS,
+    NETS,
+    STATE_KIND,
+    StateMixin,
+    _json_default,
+    state_config,
+)
+from .r2c_warm import WarmStartMixin
 from .schedule import linear_decay_lr
 
 log = logging.getLogger(__name__)
 
-STATE_KIND = "r2c-training-state"
-G_TERMS = (
-    "A2B_g_loss", "B2A_g_loss", "A2B2A_cycle_loss", "B2A2B_cycle_loss", "A2A_id_loss", "B2B_id_loss",
-    "A2B_c_loss", "B2A_c_loss", "A2B2A_c_loss", "B2A2B_c_loss", "A2A_c_loss", "B2B_c_loss", "G_loss",
-)
-D_TERMS = ("D_A_real_loss", "D_A_fake_loss", "D_B_real_loss", "D_B_fake_loss", "D_loss")
-LOG_COLUMNS = ("step", "epoch", "lr", *G_TERMS, *D_TERMS, "seconds")
-NETS = ("gen_ab", "gen_ba", "disc_a", "disc_b")
-
-
-@dataclass
-class ValData:
-    """Validation images at the working size (test transform) with labels, ids, domains and sources."""
-
-    images: torch.Tensor  # (N, size, size) uint8
-    labels: np.ndarray
-    ids: list[str]
-    domains: list[str]
-    sources: list[str]
-
-
-@dataclass
-class TrainData:
-    batches: UnpairedBatches
-    val: ValData | None
-    split: dict[str, Any]
-
-    @classmethod
-    def from_config(cls, cfg: TrainConfig, progress: bool = True) -> "TrainData":
-        """Decode the train A/B images (load size) and validation images (working size) named by the split file."""
-        manifest = load_manifest(cfg.manifest)
-        split_path = Path(cfg.split_file) if cfg.split_file else SPLIT_FILE
-        split = load_split(split_path)
-        frames = {d: _limit(domain_frame(manifest, split, "train", d), cfg.limit_per_domain, cfg.seed) for d in ("A", "B")}
-        a = DomainCache.from_frame(frames["A"], cfg.load_size, "train A", progress)
-        b = DomainCache.from_frame(frames["B"], cfg.load_size, "train B", progress)
-        batches = UnpairedBatches(a, b, size=cfg.train_crop, batch_size=cfg.batch_size, seed=cfg.seed)
-        val_rows = pd.concat([domain_frame(manifest, split, "val", d).assign(domain=d) for d in ("A", "B")])
-        val_rows = _limit(val_rows.sort_values("id"), 2 * cfg.limit_per_domain, cfg.seed)
-        val = None
-        if len(val_rows):
-            from ..data import label_index
-
-            val = ValData(decode_resized(list(val_rows["path"]), cfg.size, "val", progress), label_index(val_rows["label"]),
-                          list(val_rows["id"]), list(val_rows["domain"]), list(val_rows["source"]))
-        info = split_info(split_path)
-        info["used"] = {"train_A": len(a), "train_B": len(b), "val": len(val_rows)}
-        return cls(batches, val, info)
-
-
-def _limit(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    if n <= 0 or len(rows) <= n:
-        return rows.reset_index(drop=True)
-    return rows.sample(n=n, random_state=seed).sort_values("id", kind="mergesort").reset_index(drop=True)
 
 
 def dist_rank_world() -> tuple[int, int]:
@@ -154,7 +101,7 @@ def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-class Trainer:
+class Trainer(WarmStartMixin, StateMixin):
     """One R2C-GAN training run. ``train_step(batch)`` is the unit of work (usable under DDP later)."""
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, data: TrainData, *, progress: bool = True) -> None:
@@ -269,82 +216,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ the loop
     def end_step(self) -> int:
         return min(self.total_steps, self.cfg.max_steps) if self.cfg.max_steps else self.total_steps
-
-    def warm_start(self) -> None:
-        """Identity pre-training of both generators (``warm_start_steps`` steps; docs/TRAINING.md, "Warm start").
-
-        Each step: both generators map a batch of A and a batch of B images onto themselves, loss
-        ``L1(G(x), x)`` summed over the four passes, plus ``warm_start_class`` times the cross-entropy of the four
-        class outputs against the images' labels. A separate Adam (the run's lr and betas) is discarded afterwards,
-        so the GAN schedule starts exactly as without a warm start, only from other weights. Batches are those of
-        the GAN's first steps (a pure function of the seed). Logged to ``<out>/warm_log.csv``; the state is saved
-        when it ends, so an interruption during the GAN phase never repeats it.
-        """
-        from ..losses import class_loss, l1
-
-        cfg = self.cfg
-        n = cfg.warm_start_steps
-        opt = torch.optim.Adam(self.gen_params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
-        gens = (self.nets["gen_ab"], self.nets["gen_ba"])
-        self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / "warm_log.csv"
-        t0 = time.perf_counter()
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["step", "id_loss", "class_loss", "seconds"])
-            writer.writeheader()
-            bar = tqdm(range(n), desc=f"warm start {cfg.model}", unit="step", disable=not (self.progress and self.is_main), dynamic_ncols=True)
-            for i in bar:
-                ts = time.perf_counter()
-                real_a, real_b, label_a, label_b = self._to_device(self._share(self.data.batches.batch(i)))
-                opt.zero_grad(set_to_none=True)
-                with self._autocast():
-                    id_terms, cls_terms = [], []
-                    for gen in gens:
-                        for x, lab in ((real_a, label_a), (real_b, label_b)):
-                            y, logits = gen(x)
-                            id_terms.append(l1(x, y))
-                            cls_terms.append(class_loss(logits, lab, cfg.loss.cross_entropy))
-                    id_loss, cls_loss = sum(id_terms), sum(cls_terms)
-                    loss = id_loss + cfg.warm_start_class * cls_loss
-                loss.backward()
-                self._average_gradients(self.gen_params)
-                opt.step()
-                id_v, cls_v = float(id_loss.detach()), float(cls_loss.detach())
-                writer.writerow({"step": i, "id_loss": f"{id_v:.6g}", "class_loss": f"{cls_v:.6g}", "seconds": round(time.perf_counter() - ts, 4)})
-                bar.set_postfix(id=f"{id_v:.4f}", cls=f"{cls_v:.3f}")
-                if i % 10 == 9:
-                    fh.flush()
-                    self._progress(f"warm start {i + 1}/{n}: id {id_v:.4f} class {cls_v:.3f}", every_s=120)
-        self.warm_done = True
-        log.info("warm start: %d steps in %.1f s", n, time.perf_counter() - t0)
-        if self.is_main:
-            self.save_state()
-
-    def init_from(self, path: str | Path) -> list[str]:
-        """Load the networks found in ``path`` (see ``TrainConfig.init_from``); returns the names loaded."""
-        from ..checkpoints import read_config
-        from ..inference import GENERATOR_KIND
-        from ..paths import REPO_ROOT
-
-        p = Path(path)
-        p = p if p.is_absolute() or p.exists() else REPO_ROOT / p
-        d = resolve_state_dir(p) if (p / "state" / "config.json").is_file() else p
-        cfg = read_config(d)
-        if cfg.get("model") != self.cfg.model:
-            raise CheckpointError(f"init_from {d}: weights of model {cfg.get('model')!r}, config says {self.cfg.model!r}")
-        tensors, _ = load_checkpoint(d)
-        if cfg.get("kind") == GENERATOR_KIND:
-            load_state_into(self.gan.gen_ab, tensors, what=f"init_from {d}")
-            loaded = ["gen_ab"]
-        elif cfg.get("kind") in (STATE_KIND, compact.KIND):
-            loaded = []
-            for name in NETS:
-                load_state_into(getattr(self.gan, name), sub_state(tensors, name), what=f"init_from {d} ({name})")
-                loaded.append(name)
-        else:
-            raise CheckpointError(f"init_from {d}: kind {cfg.get('kind')!r} is neither a generator export nor a training state")
-        log.info("initialised %s from %s", ", ".join(loaded), d)
-        return loaded
 
     def _share(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         if self.world == 1:
@@ -471,71 +342,6 @@ class Trainer:
             export_generator(self.gan.gen_ab, self.cfg.model, self.out / "exports" / f"step-{self.step:07d}", extra=extra, dtype=dtype)
         return gen_dir
 
-    # ------------------------------------------------------------------------------------- training state
-    def save_state(self, state_dir: str | Path | None = None) -> Path:
-        d = Path(state_dir) if state_dir else self.out / "state"
-        tensors: dict[str, torch.Tensor] = {}
-        for name in NETS:
-            for k, v in getattr(self.gan, name).state_dict().items():
-                tensors[f"{name}.{k}"] = v
-        for name, pool in (("pool_a", self.pool_a), ("pool_b", self.pool_b)):
-            if len(pool):
-                tensors[name] = pool.state()
-        cfg = {"kind": STATE_KIND, "model": self.cfg.model, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
-               "total_steps": self.total_steps, "warm_done": self.warm_done, "training": self.cfg.to_dict(), "data_split": self.data.split}
-        cfg = json.loads(json.dumps(cfg, default=_json_default))
-        save_checkpoint(d, tensors, cfg)
-        tmp = d / "optim.pt.tmp"
-        torch.save({"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}, tmp)
-        tmp.replace(d / "optim.pt")
-        if self.cfg.compact_state and state_dir is None:
-            nets = {name: getattr(self.gan, name).state_dict() for name in NETS}
-            if compact.save(self.cfg.compact_state, nets, {"opt_g": self.opt_g, "opt_d": self.opt_d}, {**cfg, "kind": compact.KIND},
-                            max_bytes=int(self.cfg.compact_state_mib * 2**20)):
-                compact.copy_logs(self.out, self.cfg.compact_state)
-        return d
-
-    def load_state(self, state_dir: str | Path) -> None:
-        d = resolve_state_dir(state_dir)
-        tensors, cfg = load_checkpoint(d)
-        if cfg.get("kind") == compact.KIND:
-            self._load_compact(d, tensors, cfg)
-            return
-        if cfg.get("kind") != STATE_KIND:
-            raise CheckpointError(f"{d}: not a training state (kind {cfg.get('kind')!r})")
-        if cfg.get("model") != self.cfg.model:
-            raise CheckpointError(f"{d}: state is for model {cfg.get('model')!r}, config says {self.cfg.model!r}")
-        for name in NETS:
-            load_state_into(getattr(self.gan, name), sub_state(tensors, name), what=f"{d} ({name})")
-        self.pool_a.load_state(tensors.get("pool_a", torch.empty(0)), self.device)
-        self.pool_b.load_state(tensors.get("pool_b", torch.empty(0)), self.device)
-        try:
-            opt = torch.load(d / "optim.pt", map_location=self.device, weights_only=True)
-        except (OSError, RuntimeError) as exc:
-            raise CheckpointError(f"{d}: cannot read optim.pt ({exc})") from None
-        self.opt_g.load_state_dict(opt["opt_g"])
-        self.opt_d.load_state_dict(opt["opt_d"])
-        self._set_step(d, cfg)
-
-    def _set_step(self, d: Path, cfg: dict[str, Any]) -> None:
-        self._resumed = True
-        self.step = int(cfg["step"])
-        self.warm_done = bool(cfg.get("warm_done", True))
-        if int(cfg.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
-            raise CheckpointError(f"{d}: steps per epoch differ ({cfg.get('steps_per_epoch')} vs {self.steps_per_epoch}): data or batch size changed")
-
-    def _load_compact(self, d: Path, tensors: dict[str, torch.Tensor], cfg: dict[str, Any]) -> None:
-        """Resume from a compact state (bf16 weights and Adam moments, no pools): close to, not bit-equal to, the run."""
-        if cfg.get("model") != self.cfg.model:
-            raise CheckpointError(f"{d}: compact state is for model {cfg.get('model')!r}, config says {self.cfg.model!r}")
-        nets = {name: getattr(self.gan, name) for name in NETS}
-        compact.load(d, tensors, nets, {"opt_g": self.opt_g, "opt_d": self.opt_d}, self.device)
-        if not (self.out / "train_log.csv").exists():
-            compact.copy_logs(d, self.out)  # the run's history, so that logs and curves continue on a fresh machine
-        self._set_step(d, cfg)
-        log.info("resumed from the compact state %s at step %d (bf16 weights and moments; history pools empty)", d, self.step)
-
-
 def _val_text(v: dict[str, Any]) -> str:
     """One readable line of validation figures (progress log)."""
     def f(x: Any, fmt: str = ".3f") -> str:
@@ -548,23 +354,6 @@ def _val_text(v: dict[str, Any]) -> str:
         text += (f" | {r['passes']} passes: SSIM to input {r['ssim_to_input']:.3f}, change {r['mean_abs_change']:.2f} grey levels, "
                  f"blur+noise PSNR {r['psnr_degraded']:.2f} -> {r['psnr_restored']:.2f} dB ({r['psnr_gain']:+.2f})")
     return text
-
-
-def state_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The training config stored in a state folder, with overrides (e.g. a larger ``max_steps``)."""
-    from ..checkpoints import read_config
-
-    if read_config(resolve_state_dir(path)).get("kind") == compact.KIND:
-        return config_from_dict(state_training_dict(path, compact.KIND, "a compact training state"), overrides)
-    return config_from_dict(state_training_dict(path, STATE_KIND, "a training state"), overrides)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | Path | None = None, data: TrainData | None = None, progress: bool = True) -> dict[str, Any]:
@@ -591,3 +380,6 @@ def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | Path | None, 
         if trainer.step >= trainer.end_step():
             raise R2CError(f"nothing to do: the state is at step {trainer.step}, the run ends at step {trainer.end_step()} (raise --max-steps or epochs)")
     return trainer.run()
+
+
+__all__ = ["LOG_COLUMNS", "NETS", "STATE_KIND", "TrainData", "Trainer", "ValData", "dist_rank_world", "state_config", "train"]
