@@ -94,3 +94,18 @@ def test_resume_at_an_epoch_end_equals_the_uninterrupted_run(tmp_path, cxr_dir):
     a, _ = load_checkpoint(tmp_path / "full" / "last")
     b, _ = load_checkpoint(tmp_path / "part" / "last")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_config_keys_are_refused_with_the_known_ones(tmp_path):
+    from r2c_core.errors import R2CError
+    from r2c_core.segmentation.train import load_config
+
+    path = tmp_path / "typo.json"
+    path.write_text(json.dumps({"_comment": "ok", "train": {"epochs": 2, "learning_rate": 0.1}}))
+    with pytest.raises(R2CError, match=r"unknown key\(s\) train.learning_rate \(known: .*train.lr"):
+        load_config(path)
+    path.write_text(json.dumps({"trian": {}}))
+    with pytest.raises(R2CError, match="unknown key"):
+        load_config(path)
+    path.write_text(json.dumps({"_comment": "ok", "train": {"epochs": 2}}))
+    assert load_config(path)["train"]["epochs"] == 2

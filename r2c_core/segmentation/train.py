@@ -68,9 +68,23 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_keys(over: Mapping[str, Any], base: Mapping[str, Any] = DEFAULTS, prefix: str = "") -> None:
+    """Refuse keys :data:`DEFAULTS` does not have (a typo would otherwise be ignored silently), naming the known
+    ones, as the R2C-GAN and baseline configs do; keys starting with ``_`` are comments."""
+    unknown = sorted(k for k in over if k not in base and not str(k).startswith("_"))
+    if unknown:
+        raise R2CError(f"config: unknown key(s) {', '.join(prefix + k for k in unknown)} "
+                       f"(known: {', '.join(prefix + k for k in base)})")
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), Mapping):
+            check_keys(v, base[k], f"{prefix}{k}.")
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
-    """A training config JSON merged over :data:`DEFAULTS`."""
-    return merge(DEFAULTS, read_json_object(path))
+    """A training config JSON merged over :data:`DEFAULTS` (unknown keys refused)."""
+    over = {k: v for k, v in read_json_object(path).items() if not str(k).startswith("_")}
+    check_keys(over)
+    return merge(DEFAULTS, over)
 
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, bce_w: float = 1.0, dice_w: float = 1.0) -> torch.Tensor:
