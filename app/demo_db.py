@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +38,7 @@ from study import audit
 from study.accounts import add_reader
 from study.builder import StudySpec, build_study
 from study.db import connect
+from study.manifest import read_manifest
 from study.models import Reader, Study
 from study.render import SyntheticRenderer
 from study.security import ALPHABET, SECRET_LEN, SELECTOR_LEN, hash_secret
@@ -117,7 +117,7 @@ def demo_manifest(data_dir: Path, out: Path) -> Path | None:
     src = data_dir / "MANIFEST.csv"
     if not src.is_file():
         return None
-    df = pd.read_csv(src, dtype=str, keep_default_na=False)
+    df = read_manifest(src)
     part = df[df["source"] == DEMO_SOURCE]
     if len(part) < DEMO_CASES + DEMO_PRACTICE:
         part = df  # a data folder without enough Hannover images: use any

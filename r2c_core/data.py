@@ -251,3 +251,12 @@ def domain_frame(manifest: pd.DataFrame, split: pd.DataFrame, which_split: str, 
     if len(rows) != len(ids):
         raise ManifestError(f"the split file names {len(ids) - len(rows)} id(s) of {which_split}/{domain} that are not in the manifest")
     return rows.reset_index(drop=True)
+
+
+def manifest_and_split(manifest: str | Path | None, split_file: str | Path | None) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """The manifest (default: the data folder's), the A/B split file (default :data:`SPLIT_FILE`) a trainer reads,
+    and that file's path."""
+    path = Path(split_file) if split_file else SPLIT_FILE
+    return load_manifest(manifest), load_split(path), path
+
+

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,8 @@ from r2c_core.demo import DemoResult, downsized, run_demo
 from r2c_core.errors import ImageLoadError, R2CError
 from r2c_core.imageio import read_xray
 from r2c_core.methods import CLASSICAL_METHODS
+from study.errors import StudyError
+from study.manifest import read_manifest
 
 from .. import components, services
 from ..auth import current_user
@@ -32,7 +35,7 @@ UPLOAD_TYPES_HELP = "PNG, JPEG, TIFF or DICOM; 8- or 16-bit, gray or colour (con
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _manifest(data_dir: str) -> pd.DataFrame:
-    df = pd.read_csv(f"{data_dir}/MANIFEST.csv", dtype=str, keep_default_na=False)
+    df = read_manifest(Path(data_dir) / "MANIFEST.csv")  # validated, one-line error on a bad file
     order = {"mhh": 0}
     df = df.assign(_o=df["source"].map(lambda s: order.get(s, 1))).sort_values(["_o", "split", "id"])
     return df[["id", "file", "label", "source", "split"]].reset_index(drop=True)
@@ -40,7 +43,11 @@ def _manifest(data_dir: str) -> pd.DataFrame:
 
 def _pick_from_data() -> tuple[bytes, str] | None:
     cfg = services.settings()
-    df = _manifest(str(cfg.data_dir))
+    try:
+        df = _manifest(str(cfg.data_dir))
+    except StudyError as exc:  # a broken MANIFEST.csv: say so, the upload still works
+        st.error(str(exc))
+        return None
     labels = {i: f"{r.id} · {r.label} · {r.source}" for i, r in enumerate(df.itertuples())}
     idx = st.selectbox("X-ray from the data folder", options=list(labels), format_func=labels.get, key="demo_pick",
                        help="Hannover (mhh) images first; the data folder is R2C_DATA")

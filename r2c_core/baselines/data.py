@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from ..data import (
-    SPLIT_FILE,
-    load_manifest,
-    load_split,
-    split_info,
-)
+from ..data import manifest_and_split, split_info
 from ..errors import ManifestError
 from ..models import CLASS_NAMES
 from ..training.loader import DomainCache, seeded_generator, to_input
@@ -51,9 +45,7 @@ class SupervisedData:
 
     @classmethod
     def from_config(cls, cfg: BaselineConfig, progress: bool = True) -> "SupervisedData":
-        manifest = load_manifest(cfg.manifest)
-        split_path = Path(cfg.split_file) if cfg.split_file else SPLIT_FILE
-        split = load_split(split_path)
+        manifest, split, split_path = manifest_and_split(cfg.manifest, cfg.split_file)
         train_rows = limit_rows(split_rows(manifest, split, "train"), cfg.limit_train, cfg.seed)
         val_rows = limit_rows(split_rows(manifest, split, "val"), cfg.limit_val, cfg.seed)
         train = DomainCache.from_frame(train_rows, cfg.load_size, "train", progress)

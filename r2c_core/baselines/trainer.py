@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint
-from ..errors import CheckpointError, R2CError
+from ..errors import CheckpointError
 from ..inference import NORMALISATION, pick_device
 from ..metrics import nan_to_none, point_metrics
 from ..models import CLASS_NAMES
@@ -25,7 +25,7 @@ from ..runio import (
     state_training_dict,
 )
 from ..training.loader import to_input
-from ..training.loop import LoopResult, LoopSettings, RunLoop
+from ..training.loop import LoopResult, LoopSettings, RunLoop, resume_and_run
 from ..training.schedule import linear_decay_lr
 from .config import (
     BASELINE_KIND,
@@ -221,12 +221,7 @@ def train_baseline(cfg: BaselineConfig, out_dir: str | Path, *, resume: str | Pa
                    data: SupervisedData | None = None, progress: bool = True) -> dict[str, Any]:
     """Build the data and trainer, optionally resume, run. Returns the summary."""
     data = data or SupervisedData.from_config(cfg, progress)
-    trainer = BaselineTrainer(cfg, out_dir, data, progress=progress)
-    if resume is not None:
-        trainer.load_state(resume)
-        if trainer.step >= trainer.end_step():
-            raise R2CError(f"nothing to do: the state is at step {trainer.step}, the run ends at step {trainer.end_step()} (raise --max-steps or epochs)")
-    return trainer.run()
+    return resume_and_run(BaselineTrainer(cfg, out_dir, data, progress=progress), resume)
 
 
 # ----------------------------------------------------------------------------------------- classifier

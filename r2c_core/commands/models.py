@@ -50,7 +50,13 @@ def cmd_params(args: argparse.Namespace) -> int:
 def cmd_restoration_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..data import SPLIT_FILE, check_images_exist, load_manifest, load_split, select_split
+    from ..data import (
+        SPLIT_FILE,
+        check_images_exist,
+        load_manifest,
+        load_split,
+        select_split,
+    )
     from ..inference import Restorer
     from ..restoration_eval import evaluate, spread_rows
 

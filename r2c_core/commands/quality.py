@@ -41,7 +41,13 @@ def _csv(text: str) -> list[str]:
 def cmd_restoration_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..data import SPLIT_FILE, check_images_exist, load_manifest, load_split, select_split
+    from ..data import (
+        SPLIT_FILE,
+        check_images_exist,
+        load_manifest,
+        load_split,
+        select_split,
+    )
     from ..quality import bench, report
 
     try:

@@ -74,7 +74,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_make_split(args: argparse.Namespace) -> int:
-    from ..data import SPLIT_FILE, SPLIT_SEED, VAL_FRACTION, file_sha256, load_manifest, make_ab_split, save_split, split_summary
+    from ..data import (
+        SPLIT_FILE,
+        SPLIT_SEED,
+        VAL_FRACTION,
+        file_sha256,
+        load_manifest,
+        make_ab_split,
+        save_split,
+        split_summary,
+    )
 
     df = load_manifest(args.manifest)
     split = make_ab_split(df, fraction=VAL_FRACTION if args.val_fraction is None else args.val_fraction, seed=SPLIT_SEED if args.seed is None else args.seed)
@@ -142,7 +151,13 @@ def classify_manifest(args: argparse.Namespace, load: Callable[[], tuple[Callabl
     import pandas as pd
     from tqdm import tqdm
 
-    from ..data import SPLIT_FILE, check_images_exist, load_manifest, load_split, select_split
+    from ..data import (
+        SPLIT_FILE,
+        check_images_exist,
+        load_manifest,
+        load_split,
+        select_split,
+    )
     from ..imageio import read_xray
     from ..models import CLASS_NAMES
 

@@ -9,8 +9,23 @@ Typical use::
     rgb = overlay(gray, mask)               # (H, W, 3) uint8 with the lung contour
 """
 
-from .model import DEFAULT_PREPROCESS, EXPECTED_PARAMETERS, build_unet, count_parameters, preprocess_batch
-from .postprocess import contour, contour_gray, dice, fill_holes, iou, keep_largest_components, overlay, postprocess
+from .model import (
+    DEFAULT_PREPROCESS,
+    EXPECTED_PARAMETERS,
+    build_unet,
+    count_parameters,
+    preprocess_batch,
+)
+from .postprocess import (
+    contour,
+    contour_gray,
+    dice,
+    fill_holes,
+    iou,
+    keep_largest_components,
+    overlay,
+    postprocess,
+)
 from .predict import LungSegmenter, default_weights_dir, lung_mask
 
 __all__ = [

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from ..errors import R2CError
 from ..runio import open_step_log
 
 log = logging.getLogger(__name__)
@@ -196,4 +197,14 @@ class RunLoop:
             stop.restore()
 
 
-__all__ = ["LoopResult", "LoopSettings", "LoopTask", "RunLoop", "StopSignal"]
+def resume_and_run(trainer: Any, resume: str | Path | None) -> Any:
+    """Load ``resume`` into a trainer (when given), refuse a state already at the end, then run it."""
+    if resume is not None:
+        trainer.load_state(resume)
+        if trainer.step >= trainer.end_step():
+            raise R2CError(f"nothing to do: the state is at step {trainer.step}, the run ends at step "
+                           f"{trainer.end_step()} (raise --max-steps or epochs)")
+    return trainer.run()
+
+
+__all__ = ["LoopResult", "LoopSettings", "LoopTask", "RunLoop", "StopSignal", "resume_and_run"]

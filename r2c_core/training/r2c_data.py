@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..data import SPLIT_FILE, domain_frame, load_manifest, load_split, split_info
+from ..data import (
+    domain_frame,
+    manifest_and_split,
+    split_info,
+)
 from .config import TrainConfig
 from .loader import (
     DomainCache,
@@ -42,9 +45,7 @@ class TrainData:
     @classmethod
     def from_config(cls, cfg: TrainConfig, progress: bool = True) -> "TrainData":
         """Decode the train A/B images (load size) and validation images (working size) named by the split file."""
-        manifest = load_manifest(cfg.manifest)
-        split_path = Path(cfg.split_file) if cfg.split_file else SPLIT_FILE
-        split = load_split(split_path)
+        manifest, split, split_path = manifest_and_split(cfg.manifest, cfg.split_file)
         frames = {d: _limit(domain_frame(manifest, split, "train", d), cfg.limit_per_domain, cfg.seed) for d in ("A", "B")}
         a = DomainCache.from_frame(frames["A"], cfg.load_size, "train A", progress)
         b = DomainCache.from_frame(frames["B"], cfg.load_size, "train B", progress)

@@ -54,7 +54,7 @@ from .loader import (
     seeded_generator,
     to_input,
 )
-from .loop import LoopResult, LoopSettings, RunLoop
+from .loop import LoopResult, LoopSettings, RunLoop, resume_and_run
 from .pool import ImagePool
 from .r2c_data import TrainData, ValData
 from .r2c_state import (
@@ -374,12 +374,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | Path | None = 
 def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | Path | None, data: TrainData | None, progress: bool) -> dict[str, Any]:
     if data is None:
         data = TrainData.from_config(cfg, progress)
-    trainer = Trainer(cfg, out_dir, data, progress=progress)
-    if resume is not None:
-        trainer.load_state(resume)
-        if trainer.step >= trainer.end_step():
-            raise R2CError(f"nothing to do: the state is at step {trainer.step}, the run ends at step {trainer.end_step()} (raise --max-steps or epochs)")
-    return trainer.run()
+    return resume_and_run(Trainer(cfg, out_dir, data, progress=progress), resume)
 
 
 __all__ = ["LOG_COLUMNS", "NETS", "STATE_KIND", "TrainData", "Trainer", "ValData", "dist_rank_world", "state_config", "train"]
