@@ -1,4 +1,4 @@
-"""Plotly figures for the researcher dashboard, built from :mod:`study.stats` tables (no Streamlit here)."""
+"""Plotly figures for the researcher dashboard, built from :mod:`study.analysis.tables` (no Streamlit here)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from study.stats import OVERALL, counted_reads
+from study.analysis.tables import OVERALL, counted_reads
 
 
 def selections_per_reader(selection: pd.DataFrame) -> go.Figure:

@@ -11,7 +11,8 @@ No UI here and no ``r2c_core`` import in the core modules: the app (``app/``) an
 * :mod:`study.render`    the renderer protocol, the rendition contract, :class:`~study.render.SyntheticRenderer`
 * :mod:`study.voting`    what readers see and how votes are recorded
 * :mod:`study.export`    the tidy vote table and CSV / Parquet export
-* :mod:`study.stats`     selection ratios (Tables III/IV) and tests
+* :mod:`study.analysis` every statistic: the dashboard tables (:mod:`study.analysis.tables`: selection
+  ratios, Tables III/IV, tests) and the full analysis
 * :mod:`study.simstudy`  a simulated study in a database (``python -m study simulate``)
 
 Importing ``study`` itself is cheap; import the submodule you need.

@@ -35,8 +35,8 @@ def _csv_list(text: str | None) -> tuple[str, ...]:
 
 
 def _pick_study(session: Any, ref: str | None) -> Any:
-    from .lookup import get_study
     from .errors import UnknownStudyError
+    from .lookup import get_study
     from .models import Study
 
     if ref:
@@ -102,7 +102,9 @@ def _make_renderer(args: argparse.Namespace) -> Any:
     if args.renderer == "synthetic":
         return SyntheticRenderer(args.kind)
     try:
-        from r2c_core.study_renderer import R2CRenderer  # edge import, allowed here only
+        from r2c_core.study_renderer import (
+            R2CRenderer,  # edge import, allowed here only
+        )
     except ImportError as exc:
         raise StudyError(f"the r2c renderer is not available ({exc}); install r2c_core or use --renderer synthetic") from exc
     weights = Path(args.weights) if args.weights else None
@@ -195,7 +197,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from . import stats as st
+    from .analysis import tables as st
     from .export import tidy_votes
 
     with _factory(args).begin() as session:

@@ -8,7 +8,7 @@ n_slots, slot_1..slot_N (N = max(5, most slots); the method shown in display slo
 chosen_slot, no_preference, confidence, comment, shown_at, answered_at, reading_time_s``.
 
 ``no_preference`` is True for a "no preference" answer (a study option): such a row is answered but has no
-``chosen_method`` / ``chosen_slot``; :func:`study.stats.answered` counts both kinds.
+``chosen_method`` / ``chosen_slot``; :func:`study.analysis.tables.answered` counts both kinds.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit
-from . import stats as st
+from .analysis import tables as st
 from .lookup import get_study
 from .models import Case, Query, QuerySlot, Reader, Rendition, Study, Vote
 

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from study import overview as study_overview
-from study import stats
+from study.analysis import tables as stats
 from study.export import tidy_votes, to_csv_bytes
 
 from .. import charts, components, services

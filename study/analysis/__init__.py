@@ -1,4 +1,8 @@
-"""study.analysis: the statistics of a reader study beyond bare selection ratios.
+"""study.analysis: every statistic of a reader study, in one place.
+
+``tables`` gives what the dashboard and ``python -m study stats`` show (selection ratios per reader and overall
+with Wilson intervals, Tables III/IV, chi-square, each method against the original, breakdowns, reading times,
+Fleiss' kappa, repeat agreement, "no preference" rates); the rest is the full analysis below.
 
 Input is always the tidy one-row-per-query table (``study.export.tidy_votes`` or ``study.simulate.simulate_tidy``).
 ``full_report`` computes everything (selection ratios with Wilson and reader x case bootstrap intervals, models of

@@ -20,6 +20,17 @@ from .data import ChoiceData, restored_outcome
 from .models import glm_two_way
 
 
+def wilson_many(count: np.ndarray, nobs: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score intervals (statsmodels ``proportion_confint``) for arrays of counts; NaN where ``nobs`` is 0.
+    Counts may be fractional (the "no preference" sensitivity analysis)."""
+    count, nobs = np.asarray(count, float), np.asarray(nobs, float)
+    lo, hi = np.full(count.shape, np.nan), np.full(count.shape, np.nan)
+    ok = nobs > 0
+    if ok.any():
+        lo[ok], hi[ok] = proportion_confint(count[ok], nobs[ok], alpha=alpha, method="wilson")
+    return lo, hi
+
+
 def wilson(count: int, nobs: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for ``count`` successes out of ``nobs`` (NaN, NaN when ``nobs`` is 0)."""
     if nobs <= 0:

@@ -13,8 +13,8 @@ from PIL import Image
 from app import charts, demo_db, study_admin
 from app.app_pages.dashboard import count_table, ratio_table
 from app.settings import AppSettings
-from study import stats
 from study.accounts import authenticate
+from study.analysis import tables as stats
 from study.db import connect
 from study.errors import ManifestError
 from study.manifest import folder_manifest
@@ -73,9 +73,10 @@ def test_simulated_demo_study_is_labelled_everywhere(tmp_path):
     assert votes["simulated"].all()
     # the demo reader is never assigned to the simulated study
     with factory.begin() as s:
-        from study.voting import next_query
-        from study.models import Reader
         from sqlalchemy import select
+
+        from study.models import Reader
+        from study.voting import next_query
 
         reader = s.scalar(select(Reader).where(Reader.name == "demo-reader"))
         assert next_query(s, reader.id, study=sim_id) is None

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from r2c_core import classical
 from r2c_core.inference import roundtrip
 from r2c_core.study_renderer import R2CRenderer
+from study.analysis.tables import selection_ratios
 from study.assets import asset_path, decode_png, read_gray
 from study.export import tidy_votes
 from study.models import Case
-from study.stats import selection_ratios
-from study.voting import next_query, query_slot_methods, query_id_for_token, submit_vote
+from study.voting import next_query, query_id_for_token, query_slot_methods, submit_vote
 
 METHODS = ["original", "clahe", "nlm", "gamma"]
 

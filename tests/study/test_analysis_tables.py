@@ -12,7 +12,7 @@ from scipy.stats import binomtest, chisquare
 from statsmodels.stats.inter_rater import fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from study import stats as st
+from study.analysis import tables as st
 
 METHODS = ["original", "cnn-x1", "cnn-compact-x3", "op-q3-x3", "op-q5-x3"]
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -141,8 +141,8 @@ def test_empty_table_does_not_crash() -> None:
 def test_no_preference_answers_are_left_out_and_reported(factory, make_study) -> None:
     """A study offering "no preference": such answers count as answered, stay out of the ratios, are reported per
     reader, and split equally among the shown methods in the sensitivity analysis."""
-    from study import stats
     from study.accounts import start_sitting
+    from study.analysis import tables as stats
     from study.export import tidy_votes
     from study.voting import NO_PREFERENCE, next_query, submit_vote
 

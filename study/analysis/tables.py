@@ -1,4 +1,5 @@
-"""Study statistics from the tidy vote table (:func:`study.export.tidy_votes`).
+"""The dashboard's and the CLI's tables, from the tidy vote table (:func:`study.export.tidy_votes`); the full
+analysis (bootstrap and clustered intervals, models, position, ranking, agreement) is the rest of this package.
 
 * :func:`selection_ratios` / :func:`selection_table`: how often each method was chosen, per reader and
   overall (the paper's Tables III and IV), with Wilson 95% intervals (statsmodels ``proportion_confint``).
@@ -29,7 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, chisquare
 from statsmodels.stats.inter_rater import fleiss_kappa
-from statsmodels.stats.proportion import proportion_confint
+
+from .selection import wilson_many
 
 OVERALL = "overall"
 ORIGINAL = "original"
@@ -71,13 +73,7 @@ def _groups(reads: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(name, reads[reads["reader"] == name]) for name in _readers(reads)] + [(OVERALL, reads)]
 
 
-def _wilson(count: np.ndarray, nobs: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    count, nobs = np.asarray(count, float), np.asarray(nobs, float)
-    lo, hi = np.full(count.shape, np.nan), np.full(count.shape, np.nan)
-    ok = nobs > 0
-    if ok.any():
-        lo[ok], hi[ok] = proportion_confint(count[ok], nobs[ok], alpha=alpha, method="wilson")
-    return lo, hi
+_wilson = wilson_many  # one Wilson interval for the whole package
 
 
 def _ratio_rows(reads: pd.DataFrame, methods: list[str], alpha: float, key: str, name: str) -> list[dict[str, Any]]:
