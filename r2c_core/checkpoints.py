@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from . import __version__
 from .errors import CheckpointError, R2CError
@@ -141,3 +142,37 @@ def load_state_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor]
     with torch.no_grad():
         for k, v in own.items():
             v.copy_(tensors[k].to(dtype=v.dtype))
+
+
+GENERATOR_KIND = "r2c-generator"
+
+
+def export_generator(
+    generator: nn.Module,
+    model_name: str,
+    out_dir: str | Path,
+    *,
+    extra: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Save a generator (G_A2B) as a self-describing checkpoint folder :class:`r2c_core.inference.Restorer` loads."""
+    from .models import (  # here: models import the checkpoint helpers
+        CLASS_NAMES,
+        WORKING_SIZE,
+        get_spec,
+    )
+    from .tensors import NORMALISATION
+
+    cfg: dict[str, Any] = {
+        "kind": GENERATOR_KIND,
+        "model": model_name,
+        "component": "G_A2B",
+        "working_size": WORKING_SIZE,
+        "normalisation": NORMALISATION,
+        "class_names": list(CLASS_NAMES),
+        "positive_class": "covid",
+        "study_passes": get_spec(model_name).study_passes,
+    }
+    cfg.update(extra or {})
+    raw = getattr(generator, "_orig_mod", generator)  # unwrap torch.compile
+    return save_checkpoint(out_dir, raw.state_dict(), cfg, dtype=dtype)

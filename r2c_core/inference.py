@@ -23,25 +23,23 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import load_model, save_checkpoint
+from .checkpoints import GENERATOR_KIND, export_generator, load_model  # noqa: F401  (export_generator: re-exported)
 from .errors import R2CError
 from .imageio import to_gray_uint8
-from .models import CLASS_NAMES, WORKING_SIZE, build_generator, get_spec
+from .models import CLASS_NAMES, WORKING_SIZE, build_generator
+from .tensors import (  # noqa: F401  (re-exported: the inference API)
+    NORMALISATION,
+    from_model_tensor,
+    from_working_gray,
+    pick_device,
+    to_model_tensor,
+    to_working_gray,
+)
 
 log = logging.getLogger(__name__)
 
-GENERATOR_KIND = "r2c-generator"
-NORMALISATION = "gray uint8 -> x / 127.5 - 1 in [-1, 1], replicated to 3 channels; output mean of 3 channels"
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA when present, else CPU."""
-    if device is not None and str(device) != "auto":
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
@@ -56,59 +54,6 @@ class RestoreResult:
     @property
     def prob_covid(self) -> float:
         return float(self.probs[CLASS_NAMES.index("covid")])
-
-
-def to_model_tensor(gray: np.ndarray, size: int = WORKING_SIZE) -> torch.Tensor:
-    """(H, W) uint8 -> (1, 3, size, size) float32 in [-1, 1] (reference test transform)."""
-    t = torch.from_numpy(np.ascontiguousarray(gray)).float()[None, None]
-    if t.shape[-2:] != (size, size):
-        t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-    t = t.clamp(0, 255) / 127.5 - 1.0
-    return t.expand(-1, 3, -1, -1).contiguous()
-
-
-def from_model_tensor(x: torch.Tensor, out_hw: tuple[int, int]) -> np.ndarray:
-    """(3, s, s) or (1, s, s) in [-1, 1] -> (H, W) uint8 at ``out_hw``."""
-    g = x.float().mean(dim=0, keepdim=True)[None]
-    if tuple(g.shape[-2:]) != tuple(out_hw):
-        shrink = out_hw[0] < g.shape[-2] or out_hw[1] < g.shape[-1]
-        g = F.interpolate(g, size=out_hw, mode="bilinear", align_corners=False, antialias=shrink)
-    g = ((g.clamp(-1, 1) + 1.0) * 127.5).round()
-    return g[0, 0].to(torch.uint8).cpu().numpy()
-
-
-def to_working_gray(gray: np.ndarray, size: int = WORKING_SIZE) -> np.ndarray:
-    """(H, W) uint8 -> (size, size) uint8, resized exactly as the generators' input is (:func:`to_model_tensor`)."""
-    return ((to_model_tensor(gray, size)[0, 0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def from_working_gray(work: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """(s, s) uint8 -> (H, W) uint8 at ``out_hw``, resized back exactly as the generators' output is."""
-    return from_model_tensor(torch.from_numpy(np.ascontiguousarray(work)).float()[None] / 127.5 - 1.0, out_hw)
-
-
-def export_generator(
-    generator: nn.Module,
-    model_name: str,
-    out_dir: str | Path,
-    *,
-    extra: dict[str, Any] | None = None,
-    dtype: torch.dtype | None = None,
-) -> Path:
-    """Save a generator (G_A2B) as a self-describing checkpoint folder the :class:`Restorer` loads."""
-    cfg: dict[str, Any] = {
-        "kind": GENERATOR_KIND,
-        "model": model_name,
-        "component": "G_A2B",
-        "working_size": WORKING_SIZE,
-        "normalisation": NORMALISATION,
-        "class_names": list(CLASS_NAMES),
-        "positive_class": "covid",
-        "study_passes": get_spec(model_name).study_passes,
-    }
-    cfg.update(extra or {})
-    raw = getattr(generator, "_orig_mod", generator)  # unwrap torch.compile
-    return save_checkpoint(out_dir, raw.state_dict(), cfg, dtype=dtype)
 
 
 class Restorer:

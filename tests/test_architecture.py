@@ -110,3 +110,10 @@ def test_a_fourth_trainer_needs_only_its_hooks(tmp_path: Path) -> None:
     RunLoop(t2).run()
     rows = list(csv.DictReader((tmp_path / "train_log.csv").open()))
     assert [int(r["step"]) for r in rows] == list(range(9))
+
+
+def test_training_does_not_import_inference() -> None:
+    """Image/tensor conversions and the device choice live in r2c_core.tensors, generator export in checkpoints."""
+    bad = [f"{p.relative_to(REPO)} imports {n}" for folder in ("r2c_core/training", "r2c_core/baselines")
+           for p in sorted((REPO / folder).rglob("*.py")) for n, _, _ in _imports(p) if n == "r2c_core.inference"]
+    assert bad == []

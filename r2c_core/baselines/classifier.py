@@ -11,8 +11,8 @@ from torch import nn
 
 from ..checkpoints import load_model
 from ..imageio import to_gray_uint8
-from ..inference import pick_device, to_model_tensor
 from ..models import CLASS_NAMES
+from ..tensors import pick_device, to_model_tensor
 from .config import BASELINE_KIND, build_baseline
 
 

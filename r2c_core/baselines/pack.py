@@ -22,7 +22,7 @@ from ..data import (
 )
 from ..errors import ManifestError
 from ..imageio import png_bytes
-from ..inference import to_model_tensor
+from ..tensors import to_model_tensor
 from ..training.loader import DomainCache, decode_resized
 
 PACK_FORMAT = "r2c-pack/1"

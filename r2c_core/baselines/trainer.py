@@ -16,7 +16,6 @@ from torch import nn
 
 from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint
 from ..errors import CheckpointError
-from ..inference import NORMALISATION, pick_device
 from ..metrics import nan_to_none, point_metrics
 from ..models import CLASS_NAMES
 from ..precision import autocast, use_bf16
@@ -24,6 +23,7 @@ from ..runio import (
     resolve_state_dir,
     state_training_dict,
 )
+from ..tensors import NORMALISATION, pick_device
 from ..training.loader import to_input
 from ..training.loop import LoopResult, LoopSettings, RunLoop, resume_and_run
 from ..training.schedule import linear_decay_lr

@@ -35,8 +35,8 @@ import pandas as pd
 from .. import classical
 from ..errors import R2CError
 from ..imageio import read_xray
-from ..inference import to_working_gray
 from ..methods import bundled_models, load_restorer, parse_method
+from ..tensors import to_working_gray
 from . import degrade as D
 from . import measures as M
 

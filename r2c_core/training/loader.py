@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..errors import ImageLoadError, ManifestError
 from ..imageio import read_xray
-from ..inference import to_model_tensor
+from ..tensors import to_model_tensor
 
 log = logging.getLogger(__name__)
 

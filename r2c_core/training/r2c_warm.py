@@ -75,8 +75,7 @@ class WarmStartMixin:
 
     def init_from(self, path: str | Path) -> list[str]:
         """Load the networks found in ``path`` (see ``TrainConfig.init_from``); returns the names loaded."""
-        from ..checkpoints import read_config
-        from ..inference import GENERATOR_KIND
+        from ..checkpoints import GENERATOR_KIND, read_config
         from ..paths import REPO_ROOT
 
         p = Path(path)

@@ -42,12 +42,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoints import export_generator
 from ..errors import R2CError
-from ..inference import export_generator, pick_device
 from ..losses import discriminator_losses, generator_losses, r2c_forward
 from ..metrics import nan_to_none, point_metrics
 from ..models import R2CGAN
 from ..precision import autocast, use_bf16
+from ..tensors import pick_device
 from . import restval
 from .config import TrainConfig
 from .loader import (
