@@ -12,6 +12,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from r2c_core.classical import ClassicalRestorer, is_classical
 from r2c_core.errors import R2CError
 from r2c_core.inference import Restorer, pick_device
-from r2c_core.methods import bundled_models
+from r2c_core.methods import (
+    COMPARED_MODELS,
+    bundled_models,
+    compared_models,
+    load_restorer,
+)
 from study.db import connect
 from study.errors import StudyError
 
@@ -103,8 +109,9 @@ def factory() -> sessionmaker[Session]:
 
 def available_models(weights_root: Path | None = None) -> list[str]:
     """Restoration models with bundled weights (``weights/r2c-<model>/``), in :data:`MODEL_ORDER` first."""
-    found = bundled_models(weights_root or settings().weights_root)
-    return [m for m in MODEL_ORDER if m in found] + [m for m in found if m not in MODEL_ORDER]
+    root = weights_root or settings().weights_root
+    found = bundled_models(root)
+    return [m for m in MODEL_ORDER if m in found] + [m for m in found if m not in MODEL_ORDER] + compared_models(root)
 
 
 @st.cache_resource(show_spinner="Loading the restoration model…")
@@ -123,10 +130,19 @@ def restorer(model: str) -> Restorer | ClassicalRestorer:
     unusable). A classical method's COVID probability comes from the first bundled generator's classifier, run
     on the enhanced image."""
     cfg = settings()
-    if is_classical(model):
-        models = available_models(cfg.weights_root)
-        return _classical(model, str(cfg.weights_root / f"r2c-{models[0]}") if models else None, cfg.device)
+    if is_classical(model) or model in COMPARED_MODELS:
+        models = [m for m in available_models(cfg.weights_root) if m not in COMPARED_MODELS]
+        classifier_dir = str(cfg.weights_root / f"r2c-{models[0]}") if models else None
+        if model in COMPARED_MODELS:
+            return _compared(model, classifier_dir, cfg.device)
+        return _classical(model, classifier_dir, cfg.device)
     return _restorer(str(cfg.weights_root / f"r2c-{model}"), cfg.device)
+
+
+@st.cache_resource(show_spinner="Loading HQG-Net…")
+def _compared(name: str, classifier_dir: str | None, device: str | None) -> Any:
+    return load_restorer(name, settings().weights_root, device,
+                         classifier=_restorer(classifier_dir, device) if classifier_dir else None)
 
 
 @st.cache_resource(show_spinner="Loading the lung segmentation model…")

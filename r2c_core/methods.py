@@ -2,8 +2,8 @@
 benchmark.
 
 A method is ``original`` (the image through the resizing round trip only), ``<model>-x<passes>`` (an R2C-GAN
-generator bundled under ``weights/r2c-<model>/`` applied ``passes`` times: ``cnn-x1``, ``op-q3-x3``) or a classical
-method by name (``clahe``, ``histeq``, ``gamma``, ``unsharp``, ``nlm``: :mod:`r2c_core.classical`, applied once).
+generator bundled under ``weights/r2c-<model>/`` applied ``passes`` times: ``cnn-x1``, ``op-q3-x3``), a compared
+model (``hqg-x1``: HQG-Net from ``weights/hqg/``, :mod:`r2c_core.hqg_inference`) or a classical method by name (``clahe``, ``histeq``, ``gamma``, ``unsharp``, ``nlm``: :mod:`r2c_core.classical`, applied once).
 Every method goes through the same resize-to-working-size-and-back pipeline.
 """
 
@@ -45,11 +45,22 @@ def bundled_models(root: Path | None = None) -> list[str]:
             if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
 
 
+#: compared methods that are not R2C-GAN generators, by weights folder (``weights/<name>/``): HQG-Net
+COMPARED_MODELS = ("hqg",)
+
+
+def compared_models(root: Path | None = None) -> list[str]:
+    """Compared models (HQG-Net) with weights under ``weights/<name>/``."""
+    root = root or default_weights_root()
+    return [m for m in COMPARED_MODELS if (root / m / "config.json").is_file() and (root / m / "model.safetensors").is_file()]
+
+
 def available_methods(root: Path | None = None, passes_for: dict[str, int] | None = None, *,
                       classical_methods: bool = False) -> list[str]:
-    """``original`` plus one method per bundled generator (paper's pass counts: 1 for cnn, else 3), then the
-    classical methods when ``classical_methods``."""
+    """``original`` plus one method per bundled generator (paper's pass counts: 1 for cnn, else 3), the compared
+    models applied once (``hqg-x1``), then the classical methods when ``classical_methods``."""
     out = [ORIGINAL] + [f"{m}-x{(passes_for or {}).get(m, 1 if m == 'cnn' else 3)}" for m in bundled_models(root)]
+    out += [f"{m}-x{(passes_for or {}).get(m, 1)}" for m in compared_models(root)]
     return out + (CLASSICAL_METHODS if classical_methods else [])
 
 
@@ -59,6 +70,13 @@ def load_restorer(model: str, root: Path | None = None, device: str | None = Non
     method its COVID probability). Raises :class:`R2CError` naming the missing weights folder."""
     if classical.is_classical(model):
         return classical.ClassicalRestorer(model, classifier=classifier)
+    if model in COMPARED_MODELS:
+        from .hqg_inference import HQGRestorer
+
+        d = (root or default_weights_root()) / model
+        if not (d / "config.json").is_file():
+            raise R2CError(f"no weights for model {model!r}: expected {d}/config.json")
+        return HQGRestorer.from_dir(d, device=device, classifier=classifier)
     d = (root or default_weights_root()) / f"r2c-{model}"
     if not (d / "config.json").is_file():
         raise R2CError(f"no weights for model {model!r}: expected {d}/config.json")

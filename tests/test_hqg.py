@@ -159,3 +159,109 @@ def test_reference_rule_is_the_style_medoid_with_ties_to_the_smallest_id() -> No
     assert H.style_medoid(_Codes(), list(reversed(cands)))[0] == "a1"  # order of the candidates does not matter
     with pytest.raises(ValueError):
         H.style_medoid(_Codes(), [])
+
+
+def _tiny_data(size: int = 128, n: int = 4):
+    from r2c_core.training.hqg import HQGData
+    from r2c_core.training.loader import DomainCache, UnpairedBatches
+
+    g = torch.Generator().manual_seed(0)
+    load = round(size * 286 / 256)
+    a = DomainCache([f"a{i}" for i in range(n)], torch.randint(0, 256, (n, load, load), generator=g, dtype=torch.uint8),
+                    torch.zeros(n, dtype=torch.long))
+    b = DomainCache([f"b{i}" for i in range(n)], torch.randint(0, 256, (n, load, load), generator=g, dtype=torch.uint8),
+                    torch.ones(n, dtype=torch.long))
+    refs = [(f"b{i}", torch.rand(3, size, size, generator=g)) for i in range(3)]
+    return HQGData(UnpairedBatches(a, b, size=size, batch_size=2, seed=0), refs, {"file": "synthetic"})
+
+
+def test_tiny_training_run_exports_and_resumes_exactly(tmp_path) -> None:
+    import csv as _csv
+
+    from r2c_core.checkpoints import load_checkpoint
+    from r2c_core.training.hqg import EXPORT_KIND, hqg_config_from_dict, train_hqg
+
+    # few steps: every checkpoint of these ~78M-parameter networks is ~0.3 GB to write
+    cfg = hqg_config_from_dict({"size": 128, "batch_size": 2, "epochs": 1, "ae_steps": 1, "threads": 2, "device": "cpu",
+                                "cpu_amp": False, "reference_limit": 3, "checkpoint_minutes": 0})
+    full = train_hqg(cfg, tmp_path / "full", data=_tiny_data(), progress=False)
+    assert full["step"] == 3 and not full["stopped_early"]  # 1 autoencoder step + 1 epoch of 2 GAN steps
+    rows = list(_csv.DictReader((tmp_path / "full" / "train_log.csv").open()))
+    assert [r["phase"] for r in rows] == ["0", "1", "1"] and all(r["r1"] for r in rows[1:])
+    tensors, config = load_checkpoint(tmp_path / "full" / "generator")
+    assert config["kind"] == EXPORT_KIND and config["reference"]["id"] in {"b0", "b1", "b2"}
+    assert tensors["reference_code"].shape == (64,)
+    part = train_hqg(hqg_config_from_dict({**cfg.to_dict(), "max_steps": 2}), tmp_path / "part", data=_tiny_data(),
+                     progress=False)
+    assert part["stopped_early"] is False and part["step"] == 2
+    resumed = train_hqg(cfg, tmp_path / "part", resume=tmp_path / "part", data=_tiny_data(), progress=False)
+    assert resumed["step"] == 3
+    a, _ = load_checkpoint(tmp_path / "full" / "state")
+    b, _ = load_checkpoint(tmp_path / "part" / "state")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_hqg_config_refuses_unknown_keys_and_bad_sizes() -> None:
+    from r2c_core.errors import R2CError
+    from r2c_core.training.hqg import hqg_config_from_dict
+
+    with pytest.raises(R2CError, match="unknown key"):
+        hqg_config_from_dict({"learning_rate": 1})
+    with pytest.raises(R2CError, match="multiple of 64"):
+        hqg_config_from_dict({"size": 100})
+    assert hqg_config_from_dict({"weights": {"wavelet": 0.2}}).weights.wavelet == 0.2
+
+
+def _export_tiny_hqg(root, size: int = 128):
+    from r2c_core.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    g = H.HQGGenerator(H.HQGConfig(img_size=size))
+    tensors = {**{f"g.{k}": v for k, v in g.state_dict().items()}, "reference_code": torch.randn(64)}
+    save_checkpoint(root / "hqg", tensors, {"kind": "hqg-generator", "model": "hqg", "working_size": size,
+                                            "reference": {"id": "b0"}})
+    return root
+
+
+class _FixedClassifier:
+    def classify(self, images, batch_size=8):
+        return np.tile(np.array([0.25, 0.75], np.float32), (len(images), 1))
+
+
+def test_hqg_restorer_and_method_integration(tmp_path) -> None:
+    from r2c_core.errors import CheckpointError
+    from r2c_core.hqg_inference import HQGRestorer
+    from r2c_core.inference import roundtrip
+    from r2c_core.methods import available_methods, load_restorer
+    from r2c_core.study_renderer import R2CRenderer
+
+    root = _export_tiny_hqg(tmp_path / "weights")
+    rest = load_restorer("hqg", root, "cpu")
+    assert isinstance(rest, HQGRestorer) and rest.size == 128
+    img = (np.random.default_rng(0).random((90, 70)) * 255).astype(np.uint8)
+    zero = rest.restore(img, passes=0)
+    assert zero.image.shape == (90, 70) and int(np.abs(zero.image.astype(int) - roundtrip(img, 128).astype(int)).max()) <= 1
+    two = rest.restore(img, passes=2)
+    assert two.image.shape == (90, 70) and len(two.passes_images) == 2 and np.isnan(two.probs).all()
+    assert not np.array_equal(two.passes_images[0], two.passes_images[1])  # the second pass enhances the first
+    with_clf = load_restorer("hqg", root, "cpu", classifier=_FixedClassifier()).restore(img)
+    assert with_clf.probs.tolist() == [0.25, 0.75]
+    assert available_methods(root) == ["original", "hqg-x1"]
+    out = R2CRenderer("restoration", weights_root=root, device="cpu", methods=["original", "hqg-x1"]).render(img, ["original", "hqg-x1"])
+    assert set(out) == {"original", "hqg-x1"} and out["hqg-x1"].shape == img.shape and out["hqg-x1"].dtype == np.uint8
+    (root / "hqg" / "config.json").write_text('{"kind": "r2c-generator"}')
+    with pytest.raises(CheckpointError, match="not an HQG-Net export"):
+        HQGRestorer.from_dir(root / "hqg")
+
+
+def test_hqg_is_queued_after_the_r2c_recipes_of_the_cpu_campaign() -> None:
+    from r2c_core.training import campaign
+    from r2c_core.training.hqg import load_hqg_config
+
+    plan = campaign.Plan.load(campaign.REPO_ROOT / "configs" / "campaign-cpu.json")
+    last = plan.recipes[-1]
+    assert last.kind == "hqg" and all(r.kind != "hqg" for r in plan.recipes[:-1])
+    cmd, how = campaign.command(plan, last)
+    assert "train-hqg" in cmd and how in ("start", "resume")
+    cfg = load_hqg_config(campaign.REPO_ROOT / last.config)
+    assert cfg.size == 256 and cfg.ae_steps > 0 and cfg.cpu_amp

@@ -1,4 +1,4 @@
-"""CLI: ``make-split`` (quality A/B + validation split), ``train``, ``classify`` and ``evaluate``."""
+"""CLI: ``make-split`` (quality A/B + validation split), ``train``, ``train-hqg``, ``classify`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_arguments(p, "JSON training config (configs/r2c-*.json); fields not given keep their defaults (--set loss.lambda_class=0 for the ablation)",
                         "run folder (default runs/<model>)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("train-hqg", help="train HQG-Net (the compared unpaired enhancement method) on the A/B split (resumable)")
+    add_train_arguments(p, "JSON config (configs/hqg-*.json); fields not given keep the public code's defaults", "run folder (default runs/hqg)")
+    p.set_defaults(func=cmd_train_hqg)
 
     p = sub.add_parser("classify", help="classify the images of a manifest with a trained generator -> preds.csv")
     add_classify_arguments(p, "generator folder (model.safetensors + config.json)")
@@ -139,6 +143,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
     out = args.out or (args.resume if args.resume is not None and (args.resume / "state").is_dir() else REPO_ROOT / "runs" / cfg.model)
     summary = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_train_hqg(args: argparse.Namespace) -> int:
+    from ..paths import REPO_ROOT
+    from ..training import parse_overrides
+    from ..training.hqg import load_hqg_config, state_hqg_config, train_hqg
+
+    overrides = parse_overrides(args.overrides)
+    if args.max_steps is not None:
+        overrides["max_steps"] = str(args.max_steps)
+    cfg = state_hqg_config(args.resume, overrides) if args.resume is not None else load_hqg_config(args.config, overrides)
+    out = args.out or (args.resume if args.resume is not None and (args.resume / "state").is_dir() else REPO_ROOT / "runs" / "hqg")
+    summary = train_hqg(cfg, out, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(summary, default=str))
     return 0
 

@@ -35,7 +35,7 @@ from ..runio import read_json_object
 
 log = logging.getLogger(__name__)
 
-KINDS = ("r2c", "seg")
+KINDS = ("r2c", "seg", "hqg")
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,10 @@ def command(plan: Plan, r: Recipe) -> tuple[list[str], str]:
             return base + ["train-seg", "--resume", str(d), "--out", str(d), *r.args], "resume"
         return base + ["train-seg", "--config", str(_abs(r.config)), "--out", str(d), *r.args], "start"
     tail = ["--out", str(d), "--no-progress", *r.args]
+    if r.kind == "hqg":  # HQG-Net (docs/MODELS.md); its state (~0.9 GB) stays in the run folder, no compact state
+        if (d / "state" / "config.json").is_file():
+            return base + ["train-hqg", "--resume", str(d), *tail], "resume"
+        return base + ["train-hqg", "--config", str(_abs(r.config)), *tail], "start"
     if (d / "state" / "config.json").is_file():
         return base + ["train", "--resume", str(d), *tail], "resume"
     c = compact_dir(r)

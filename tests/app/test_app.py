@@ -265,6 +265,24 @@ def test_demo_page_offers_the_classical_comparators(study_env, tmp_path, monkeyp
     assert prob.value.endswith("%")  # from the bundled generator's classifier on the enhanced image
 
 
+def test_demo_page_runs_hqg_net_with_the_bundled_classifier(study_env, tmp_path, monkeypatch):
+    from tests.e2e.harness import export_test_weights
+    from tests.test_hqg import _export_tiny_hqg
+
+    weights = _export_tiny_hqg(export_test_weights(tmp_path / "w", lung=False))
+    monkeypatch.setenv("R2C_WEIGHTS", str(weights))
+    at = _page("demo", None).run()
+    assert "hqg" in at.selectbox(key="demo_model").options
+    at.selectbox(key="demo_model").set_value("hqg").run()
+    at.slider(key="demo_passes").set_value(1).run()
+    good = _png((np.linspace(0, 255, 96 * 80).reshape(96, 80)).astype(np.uint8))
+    at.file_uploader(key="demo_upload").set_value(("ok.png", good, "image/png")).run()
+    assert not at.exception and not at.error
+    assert [c for im in at.image for c in im.captions] == ["Original", "Restored (hqg, 1 pass)"]
+    prob = next(m for m in at.metric if m.label == "COVID-19 probability")
+    assert prob.value.endswith("%")  # op-q1's classifier on HQG-Net's output
+
+
 def test_demo_page_without_weights_says_so(study_env, tmp_path, monkeypatch):
     monkeypatch.setenv("R2C_WEIGHTS", str(tmp_path / "none"))
     at = _page("demo", None).run()

@@ -1,0 +1,340 @@
+"""Training HQG-Net on our quality domains, on the shared run loop (:mod:`r2c_core.training.loop`).
+
+Data: the R2C-GAN trainer's unpaired A/B batches (:class:`~r2c_core.training.loader.UnpairedBatches`, train split
+of the split file, load size ``round(size * 286 / 256)``, random flip and ``size`` crop), mapped to [0, 1]. Each
+step takes a low-quality image (domain A, label 0) and a high-quality reference (domain B, label 1); with
+probability ``swap_prob`` (seeded per step) the two roles swap, as in the public code.
+
+Two phases in one run, by step: the first ``ae_steps`` steps pretrain the style autoencoder on both domains
+(MSE + (1 - SSIM), piq's differentiable SSIM), the rest train the GAN: one D step (R1 on real images), then one
+step of G and the style encoder together (:func:`r2c_core.hqg_losses.generator_loss`), three Adams (lr 1e-4,
+betas 0.9 / 0.999), the rate halved from epoch ``lr_halve_epoch`` of the GAN phase. HQG-Net trains at the full
+working size (no smaller crops): its style encoder and discriminator end in a convolution over what is left of
+the image, so their weights depend on the input size.
+
+Exports (``<out>/generator``): the generator and the *reference code*: the style code of the train-split
+high-quality image chosen by :func:`r2c_core.models.hqg.style_medoid` (its id is in ``config.json``), so
+inference needs neither the style encoder nor a reference image and is reproducible.
+Resume is exact: every random draw comes from a generator seeded by the step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint, sub_state
+from ..errors import CheckpointError, R2CError
+from ..hqg_losses import HQGLossWeights, HQGNets, discriminator_loss, generator_loss
+from ..metrics import nan_to_none
+from ..models.hqg import (
+    HIGH_QUALITY,
+    AutoEncoder,
+    HQGConfig,
+    HQGDiscriminator,
+    HQGGenerator,
+    StyleEncoder,
+    style_medoid,
+)
+from ..precision import autocast, use_bf16
+from ..runio import resolve_state_dir
+from ..tensors import pick_device
+from .config import LOAD_RATIO, _build, _merge
+from .loader import DomainCache, UnpairedBatches, decode_resized, seeded_generator
+from .loop import LoopResult, LoopSettings, RunLoop, resume_and_run
+
+log = logging.getLogger(__name__)
+
+EXPORT_KIND = "hqg-generator"
+STATE_KIND = "hqg-training-state"
+LOG_COLUMNS = ("step", "epoch", "phase", "lr", "ae", "d_real", "d_fake", "r1", "g_adv", "style", "cycle", "structure",
+               "luminance", "wavelet", "seconds")
+NETS = ("g", "ae", "s_heads", "d")
+
+
+@dataclass(frozen=True)
+class HQGTrainConfig:
+    """One HQG-Net run (JSON keys; unknown keys refused). Defaults: the public config's, at 256 px."""
+
+    size: int = 256
+    batch_size: int = 1
+    epochs: int = 300
+    lr: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    #: epoch of the GAN phase from which the rate is halved (the code's MultiStepLR milestone 15); 0 = never
+    lr_halve_epoch: int = 15
+    swap_prob: float = 0.2
+    #: autoencoder pretraining steps before the GAN (the code pretrains it for 300 epochs, separately)
+    ae_steps: int = 0
+    weights: HQGLossWeights = field(default_factory=HQGLossWeights)
+    adain_shortcut: bool = False
+    #: train-split high-quality images the reference is chosen among (0 = all)
+    reference_limit: int = 64
+    seed: int = 0
+    threads: int = 0
+    device: str = ""
+    cpu_amp: bool = True
+    manifest: str = ""
+    split_file: str = ""
+    limit_per_domain: int = 0
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    checkpoint_every: int = 0
+    checkpoint_minutes: float = 10.0
+    export_every: int = 1
+    version: str = "v1-cpu"
+
+    @property
+    def load_size(self) -> int:
+        return round(self.size * LOAD_RATIO)
+
+    def validate(self) -> "HQGTrainConfig":
+        if self.size % 64:
+            raise R2CError(f"config: size must be a multiple of 64 for HQG-Net (got {self.size})")
+        if self.batch_size < 1 or self.epochs < 1 or not 0.0 <= self.swap_prob <= 1.0:
+            raise R2CError("config: batch_size and epochs must be at least 1, swap_prob in [0, 1]")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def hqg_config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> HQGTrainConfig:
+    merged = _merge({k: v for k, v in data.items() if not str(k).startswith("_")}, overrides or {})
+    return _build(HQGTrainConfig, merged).validate()
+
+
+def load_hqg_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> HQGTrainConfig:
+    """Config from a JSON file (``None`` = defaults) with overrides; keys starting with ``_`` are comments."""
+    from ..runio import read_json_object
+
+    return hqg_config_from_dict(read_json_object(path) if path else {}, overrides)
+
+
+def state_hqg_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> HQGTrainConfig:
+    """The config stored in an HQG-Net state folder, with overrides (e.g. a larger ``max_steps``)."""
+    from ..runio import state_training_dict
+
+    return hqg_config_from_dict(state_training_dict(path, STATE_KIND, "an HQG-Net training state"), overrides)
+
+
+@dataclass
+class HQGData:
+    """Train batches (A and B at the load size) and the reference candidates (train B at the working size)."""
+
+    batches: UnpairedBatches
+    references: list[tuple[str, torch.Tensor]]
+    split: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, cfg: HQGTrainConfig, progress: bool = True) -> "HQGData":
+        from ..data import domain_frame, manifest_and_split, split_info
+        from .r2c_data import _limit
+
+        manifest, split, split_path = manifest_and_split(cfg.manifest or None, cfg.split_file or None)
+        frames = {d: _limit(domain_frame(manifest, split, "train", d), cfg.limit_per_domain, cfg.seed) for d in ("A", "B")}
+        a = DomainCache.from_frame(frames["A"], cfg.load_size, "train A", progress)
+        b = DomainCache.from_frame(frames["B"], cfg.load_size, "train B", progress)
+        batches = UnpairedBatches(a, b, size=cfg.size, batch_size=cfg.batch_size, seed=cfg.seed)
+        refs = _limit(frames["B"], cfg.reference_limit, cfg.seed)
+        imgs = decode_resized(list(refs["path"]), cfg.size, "references", progress)
+        references = [(str(i), (img.float() / 255.0)[None].expand(3, -1, -1).contiguous()) for i, img in zip(refs["id"], imgs)]
+        info = split_info(split_path)
+        info["used"] = {"train_A": len(a), "train_B": len(b), "reference_candidates": len(references)}
+        return cls(batches, references, info)
+
+
+class HQGTrainer:
+    """One HQG-Net run: the hooks of :class:`~r2c_core.training.loop.RunLoop` plus state, export and resume."""
+
+    def __init__(self, cfg: HQGTrainConfig, out_dir: str | Path, data: HQGData, *, progress: bool = True) -> None:
+        self.cfg, self.out, self.data, self.progress = cfg, Path(out_dir), data, progress
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.device = pick_device(cfg.device or None)
+        self.amp = use_bf16(self.device, True, cfg.cpu_amp)
+        torch.manual_seed(cfg.seed)
+        net_cfg = HQGConfig(img_size=cfg.size, adain_shortcut=cfg.adain_shortcut)
+        self.ae = AutoEncoder(net_cfg).to(self.device)
+        style = StyleEncoder(net_cfg, self.ae).to(self.device)
+        self.nets = HQGNets(g=HQGGenerator(net_cfg).to(self.device), s=style, d=HQGDiscriminator(net_cfg).to(self.device))
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_ae = torch.optim.Adam(self.ae.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_g = torch.optim.Adam(self.nets.g.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.nets.d.parameters(), lr=cfg.lr, betas=betas)
+        # the style encoder's trunk is the autoencoder's encoder (shared modules), fine-tuned with its heads
+        self.opt_s = torch.optim.Adam([*self.ae.encoder.parameters(), *style.heads.parameters()], lr=cfg.lr, betas=betas)
+        self.steps_per_epoch = data.batches.steps_per_epoch
+        self.total_steps = cfg.ae_steps + cfg.epochs * self.steps_per_epoch
+        self.step = 0
+        self.reference_id = ""
+
+    # -------------------------------------------------------------------------------- the run loop's hooks
+    def end_step(self) -> int:
+        return min(self.total_steps, self.cfg.max_steps) if self.cfg.max_steps else self.total_steps
+
+    def loop_settings(self) -> LoopSettings:
+        return LoopSettings(end=self.end_step(), desc="train hqg", log_columns=LOG_COLUMNS,
+                            max_minutes=self.cfg.max_minutes or None, checkpoint_every=self.cfg.checkpoint_every,
+                            checkpoint_minutes=self.cfg.checkpoint_minutes, progress=self.progress)
+
+    def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xa, xb, _, _ = self.data.batches.batch(max(0, step - self.cfg.ae_steps) if step >= self.cfg.ae_steps else step)
+        return (xa + 1) / 2, (xb + 1) / 2
+
+    def at_epoch_end(self) -> bool:
+        gan = self.step - self.cfg.ae_steps
+        return gan > 0 and gan % self.steps_per_epoch == 0
+
+    def lr_at(self, step: int) -> float:
+        epoch = max(0, step - self.cfg.ae_steps) // self.steps_per_epoch
+        halve = self.cfg.lr_halve_epoch and epoch >= self.cfg.lr_halve_epoch
+        return self.cfg.lr * (0.5 if halve else 1.0)
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        xa, xb = (t.to(self.device) for t in batch)
+        if self.step < self.cfg.ae_steps:
+            return {"phase": 0.0, "lr": self.cfg.lr, "ae": self._ae_step(torch.cat([xa, xb]))}
+        lr = self.lr_at(self.step)
+        for opt in (self.opt_g, self.opt_d, self.opt_s):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        n = xa.shape[0]
+        y_low, y_high = torch.zeros(n, dtype=torch.long, device=self.device), torch.ones(n, dtype=torch.long, device=self.device)
+        x_org, y_org, x_ref, y_trg = xa, y_low, xb, y_high
+        g = seeded_generator(self.cfg.seed, "hqg-swap", self.step)
+        if float(torch.rand((), generator=g)) < self.cfg.swap_prob:
+            x_org, y_org, x_ref, y_trg = xb, y_high, xa, y_low
+        with autocast(self.device, self.amp):
+            d_loss, d_terms = discriminator_loss(self.nets, x_org, y_org, x_ref, y_trg, self.cfg.weights)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        with autocast(self.device, self.amp):
+            g_loss, g_terms = generator_loss(self.nets, x_org, y_org, x_ref, y_trg, self.cfg.weights,
+                                             generator=seeded_generator(self.cfg.seed, "hqg-noise", self.step))
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_s.zero_grad(set_to_none=True)
+        self.nets.d.zero_grad(set_to_none=True)  # D's gradients from the G step are not used
+        g_loss.backward()
+        self.opt_g.step()
+        self.opt_s.step()
+        return {"phase": 1.0, "lr": lr, **d_terms, **g_terms}
+
+    def _ae_step(self, x: torch.Tensor) -> float:
+        import piq
+
+        with autocast(self.device, self.amp):
+            rec = self.ae(x)
+        rec = rec.float()
+        loss = F.mse_loss(rec, x) + (1.0 - piq.ssim(rec.clamp(0, 1), x, data_range=1.0))
+        self.opt_ae.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_ae.step()
+        return float(loss.detach())
+
+    def postfix(self, terms: dict[str, float]) -> dict[str, str]:
+        if terms.get("phase") == 0.0:
+            return {"ae": f"{terms['ae']:.3f}"}
+        return {"G": f"{terms['g_adv']:.3f}", "D": f"{terms['d_real'] + terms['d_fake']:.3f}", "lr": f"{terms['lr']:.1e}"}
+
+    def on_step_end(self, terms: dict[str, float], end: int) -> None:
+        """One readable line in ``<out>/progress.log`` at most every 2 minutes (the campaign follows it)."""
+        now = time.perf_counter()
+        if now - getattr(self, "_last_progress", 0.0) < 120:
+            return
+        self._last_progress = now
+        what = (f"autoencoder {terms['ae']:.4f}" if terms.get("phase") == 0.0 else
+                f"G {terms['g_adv']:.3f} D {terms['d_real'] + terms['d_fake']:.3f} R1 {terms['r1']:.3g} lr {terms['lr']:.1e}")
+        epoch = max(0, self.step - self.cfg.ae_steps) / self.steps_per_epoch
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        with open(self.out / "progress.log", "a") as fh:
+            fh.write(f"{stamp} hqg step {self.step}/{end} GAN epoch {epoch:.2f}/{self.cfg.epochs} | {what}\n")
+
+    def on_epoch_end(self, last: bool) -> None:
+        epoch = (self.step - self.cfg.ae_steps) // self.steps_per_epoch
+        if self.cfg.export_every and epoch % self.cfg.export_every == 0 and not last:
+            self.export(self.out / "exports" / f"step-{self.step:07d}")
+
+    def finish(self, result: LoopResult) -> dict[str, Any]:
+        self.save_state()
+        gen_dir = self.export()
+        summary = nan_to_none({"step": self.step, "total_steps": self.total_steps, "stopped_early": result.stopped_early,
+                               "steps_run": result.steps_run, "seconds": round(result.seconds, 2),
+                               "seconds_per_step": round(result.seconds / max(1, result.steps_run), 4),
+                               "generator": str(gen_dir), "reference_id": self.reference_id, "state": str(self.out / "state")})
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def run(self) -> dict[str, Any]:
+        return RunLoop(self).run()
+
+    # ------------------------------------------------------------------------------------- export / state
+    def export(self, out_dir: str | Path | None = None) -> Path:
+        """The generator and the reference code of the style medoid (see the module doc)."""
+        self.reference_id, code = style_medoid(self.nets.s, self.data.references, domain=HIGH_QUALITY)
+        tensors = {**{f"g.{k}": v for k, v in self.nets.g.state_dict().items()}, "reference_code": code.cpu()}
+        cfg = {"kind": EXPORT_KIND, "model": "hqg", "working_size": self.cfg.size, "version": self.cfg.version,
+               "normalisation": "gray uint8 -> x / 255 in [0, 1], replicated to 3 channels; output mean of 3 channels",
+               "network": {"adain_shortcut": self.cfg.adain_shortcut},
+               "reference": {"id": self.reference_id, "rule": "style medoid of the train-split high-quality images",
+                             "candidates": len(self.data.references)},
+               "training": {**self.cfg.to_dict(), "step": self.step, "steps_per_epoch": self.steps_per_epoch,
+                            "total_steps": self.total_steps, "device": str(self.device)},
+               "data_split": self.data.split}
+        return save_checkpoint(out_dir or self.out / "generator", tensors, json.loads(json.dumps(cfg, default=str)))
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"g": self.nets.g, "ae": self.ae, "s_heads": self.nets.s.heads, "d": self.nets.d}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_ae": self.opt_ae, "opt_g": self.opt_g, "opt_d": self.opt_d, "opt_s": self.opt_s}
+
+    def save_state(self, state_dir: str | Path | None = None) -> Path:
+        d = Path(state_dir) if state_dir else self.out / "state"
+        tensors = {f"{name}.{k}": v for name, m in self._modules().items() for k, v in m.state_dict().items()}
+        cfg = {"kind": STATE_KIND, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
+               "training": self.cfg.to_dict(), "data_split": self.data.split}
+        save_checkpoint(d, tensors, json.loads(json.dumps(cfg, default=str)))
+        tmp = d / "optim.pt.tmp"
+        torch.save({k: o.state_dict() for k, o in self._optimizers().items()}, tmp)
+        tmp.replace(d / "optim.pt")
+        return d
+
+    def load_state(self, state_dir: str | Path) -> None:
+        d = resolve_state_dir(state_dir)
+        tensors, cfg = load_checkpoint(d)
+        if cfg.get("kind") != STATE_KIND:
+            raise CheckpointError(f"{d}: not an HQG-Net training state (kind {cfg.get('kind')!r})")
+        if int(cfg.get("steps_per_epoch", -1)) != self.steps_per_epoch:
+            raise CheckpointError(f"{d}: steps per epoch differ ({cfg.get('steps_per_epoch')} vs {self.steps_per_epoch})")
+        for name, module in self._modules().items():
+            load_state_into(module, sub_state(tensors, name), what=f"{d} ({name})")
+        try:
+            opt = torch.load(d / "optim.pt", map_location=self.device, weights_only=True)
+        except (OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{d}: cannot read optim.pt ({exc})") from None
+        for k, o in self._optimizers().items():
+            o.load_state_dict(opt[k])
+        self.step = int(cfg["step"])
+
+
+def train_hqg(cfg: HQGTrainConfig, out_dir: str | Path, *, resume: str | Path | None = None,
+              data: HQGData | None = None, progress: bool = True) -> dict[str, Any]:
+    """Build the data and trainer, optionally resume, run. Returns the summary."""
+    t0 = time.perf_counter()
+    data = data or HQGData.from_config(cfg, progress)
+    log.info("HQG-Net data ready in %.1f s", time.perf_counter() - t0)
+    return resume_and_run(HQGTrainer(cfg, out_dir, data, progress=progress), resume)
+
+
+__all__ = ["EXPORT_KIND", "HQGData", "HQGTrainConfig", "HQGTrainer", "STATE_KIND", "hqg_config_from_dict", "load_hqg_config",
+           "state_hqg_config", "train_hqg"]
