@@ -57,3 +57,24 @@ def state_training_dict(path: str | Path, kind: str, what: str) -> dict[str, Any
     if cfg.get("kind") != kind or "training" not in cfg:
         raise CheckpointError(f"{path}: not {what}")
     return cfg["training"]
+
+
+def save_optimizers(state_dir: str | Path, states: Any) -> None:
+    """Write a training state's optimizer states (``optim.pt``) atomically: a crash never leaves half a file."""
+    import torch
+
+    d = Path(state_dir)
+    tmp = d / "optim.pt.tmp"
+    torch.save(states, tmp)
+    tmp.replace(d / "optim.pt")
+
+
+def load_optimizers(state_dir: str | Path, device: Any) -> Any:
+    """Read ``optim.pt`` of a training state (one-line :class:`CheckpointError` when it is missing or broken)."""
+    import torch
+
+    d = Path(state_dir)
+    try:
+        return torch.load(d / "optim.pt", map_location=device, weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{d}: cannot read optim.pt ({exc})") from None

@@ -20,7 +20,9 @@ from ..metrics import nan_to_none, point_metrics
 from ..models import CLASS_NAMES
 from ..precision import autocast, use_bf16
 from ..runio import (
+    load_optimizers,
     resolve_state_dir,
+    save_optimizers,
     state_training_dict,
 )
 from ..tensors import NORMALISATION, pick_device
@@ -189,9 +191,7 @@ class BaselineTrainer:
         cfg = {"kind": STATE_KIND, "model": self.cfg.model, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
                "total_steps": self.total_steps, "training": self.cfg.to_dict(), "best": nan_to_none(self.best), "data_split": self.data.split}
         save_checkpoint(d, self.model.state_dict(), json.loads(json.dumps(cfg, default=str)))
-        tmp = d / "optim.pt.tmp"
-        torch.save(self.opt.state_dict(), tmp)
-        tmp.replace(d / "optim.pt")
+        save_optimizers(d, self.opt.state_dict())
         return d
 
     def load_state(self, state_dir: str | Path) -> None:
@@ -204,10 +204,7 @@ class BaselineTrainer:
         if int(cfg.get("steps_per_epoch", -1)) != self.steps_per_epoch:
             raise CheckpointError(f"{d}: steps per epoch differ ({cfg.get('steps_per_epoch')} vs {self.steps_per_epoch}): data or batch size changed")
         load_state_into(self.model, tensors, what=f"{d} ({self.cfg.model})")
-        try:
-            self.opt.load_state_dict(torch.load(d / "optim.pt", map_location=self.device, weights_only=True))
-        except (OSError, RuntimeError) as exc:
-            raise CheckpointError(f"{d}: cannot read optim.pt ({exc})") from None
+        self.opt.load_state_dict(load_optimizers(d, self.device))
         self.step = int(cfg["step"])
         self.best = dict(cfg.get("best") or self.best)
 

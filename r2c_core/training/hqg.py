@@ -44,7 +44,7 @@ from ..models.hqg import (
     style_medoid,
 )
 from ..precision import autocast, use_bf16
-from ..runio import resolve_state_dir
+from ..runio import load_optimizers, resolve_state_dir, save_optimizers
 from ..tensors import pick_device
 from .config import LOAD_RATIO, _build, _merge
 from .loader import DomainCache, UnpairedBatches, decode_resized, seeded_generator
@@ -304,9 +304,7 @@ class HQGTrainer:
         cfg = {"kind": STATE_KIND, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
                "training": self.cfg.to_dict(), "data_split": self.data.split}
         save_checkpoint(d, tensors, json.loads(json.dumps(cfg, default=str)))
-        tmp = d / "optim.pt.tmp"
-        torch.save({k: o.state_dict() for k, o in self._optimizers().items()}, tmp)
-        tmp.replace(d / "optim.pt")
+        save_optimizers(d, {k: o.state_dict() for k, o in self._optimizers().items()})
         return d
 
     def load_state(self, state_dir: str | Path) -> None:
@@ -318,10 +316,7 @@ class HQGTrainer:
             raise CheckpointError(f"{d}: steps per epoch differ ({cfg.get('steps_per_epoch')} vs {self.steps_per_epoch})")
         for name, module in self._modules().items():
             load_state_into(module, sub_state(tensors, name), what=f"{d} ({name})")
-        try:
-            opt = torch.load(d / "optim.pt", map_location=self.device, weights_only=True)
-        except (OSError, RuntimeError) as exc:
-            raise CheckpointError(f"{d}: cannot read optim.pt ({exc})") from None
+        opt = load_optimizers(d, self.device)
         for k, o in self._optimizers().items():
             o.load_state_dict(opt[k])
         self.step = int(cfg["step"])

@@ -13,7 +13,12 @@ import torch
 
 from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint, sub_state
 from ..errors import CheckpointError
-from ..runio import resolve_state_dir, state_training_dict
+from ..runio import (
+    load_optimizers,
+    resolve_state_dir,
+    save_optimizers,
+    state_training_dict,
+)
 from . import compact
 from .config import TrainConfig, config_from_dict
 
@@ -46,9 +51,7 @@ class StateMixin:
                "total_steps": self.total_steps, "warm_done": self.warm_done, "training": self.cfg.to_dict(), "data_split": self.data.split}
         cfg = json.loads(json.dumps(cfg, default=_json_default))
         save_checkpoint(d, tensors, cfg)
-        tmp = d / "optim.pt.tmp"
-        torch.save({"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}, tmp)
-        tmp.replace(d / "optim.pt")
+        save_optimizers(d, {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()})
         if self.cfg.compact_state and state_dir is None:
             nets = {name: getattr(self.gan, name).state_dict() for name in NETS}
             if compact.save(self.cfg.compact_state, nets, {"opt_g": self.opt_g, "opt_d": self.opt_d}, {**cfg, "kind": compact.KIND},
@@ -70,10 +73,7 @@ class StateMixin:
             load_state_into(getattr(self.gan, name), sub_state(tensors, name), what=f"{d} ({name})")
         self.pool_a.load_state(tensors.get("pool_a", torch.empty(0)), self.device)
         self.pool_b.load_state(tensors.get("pool_b", torch.empty(0)), self.device)
-        try:
-            opt = torch.load(d / "optim.pt", map_location=self.device, weights_only=True)
-        except (OSError, RuntimeError) as exc:
-            raise CheckpointError(f"{d}: cannot read optim.pt ({exc})") from None
+        opt = load_optimizers(d, self.device)
         self.opt_g.load_state_dict(opt["opt_g"])
         self.opt_d.load_state_dict(opt["opt_d"])
         self._set_step(d, cfg)
