@@ -109,3 +109,23 @@ def test_unknown_config_keys_are_refused_with_the_known_ones(tmp_path):
         load_config(path)
     path.write_text(json.dumps({"_comment": "ok", "train": {"epochs": 2}}))
     assert load_config(path)["train"]["epochs"] == 2
+
+
+def test_config_values_are_checked_against_the_dataclass_types(tmp_path):
+    from r2c_core.errors import R2CError
+    from r2c_core.segmentation.config import DEFAULTS, SegConfig, build
+    from r2c_core.segmentation.train import load_config
+
+    path = tmp_path / "bad.json"
+    for bad, msg in (({"train": {"epochs": "many"}}, "train.epochs must be an integer"),
+                     ({"train": {"amp": 1}}, "train.amp must be true or false"),
+                     ({"augment": {"scale": [0.9]}}, "augment.scale must have 2 values"),
+                     ({"data": {"limit": 2.5}}, "data.limit must be an integer"),
+                     ({"train": 3}, "train must be an object")):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(R2CError, match=msg):
+            load_config(path)
+    assert build(SegConfig, DEFAULTS) == SegConfig()  # the defaults round-trip
+    path.write_text(json.dumps({"data": {"limit": 4}, "train": {"max_minutes": 30}}))
+    cfg = load_config(path)
+    assert cfg["data"]["limit"] == 4 and cfg["train"]["max_minutes"] == 30.0 and cfg["augment"]["scale"] == [0.9, 1.1]
