@@ -60,28 +60,16 @@ def load_manifest(path: str | Path | None = None, *, check_files: bool = False) 
     The returned frame has ``attrs["root"]`` = the manifest's folder (image paths are relative to it) and an
     extra ``path`` column with absolute image paths. ``check_files`` verifies that every image exists.
     """
+    from study.errors import (
+        StudyError,  # the one manifest reader is the study's (docs/ARCHITECTURE.md)
+    )
+    from study.manifest import read_manifest_table
+
     p = Path(path) if path is not None else manifest_path()
-    if not p.is_file():
-        raise ManifestError(f"manifest not found: {p}")
     try:
-        df = pd.read_csv(p, dtype={"id": str, "file": str, "label": str, "split": str, "source": str})
-    except pd.errors.EmptyDataError:
-        raise ManifestError(f"{p}: manifest is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise ManifestError(f"{p}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ManifestError(f"{p}: missing column(s) {', '.join(missing)} (need {', '.join(REQUIRED_COLUMNS)})")
-    if df.empty:
-        raise ManifestError(f"{p}: manifest has no rows")
-    if df["id"].isna().any() or df["file"].isna().any():
-        raise ManifestError(f"{p}: empty id or file in row {int(np.flatnonzero(df['id'].isna() | df['file'].isna())[0]) + 2}")
-    dup = df["id"][df["id"].duplicated()]
-    if len(dup):
-        raise ManifestError(f"{p}: duplicate id {dup.iloc[0]!r}")
-    bad = df[~df["label"].isin(CLASS_NAMES)]
-    if len(bad):
-        raise ManifestError(f"{p}: id {bad['id'].iloc[0]}: label {bad['label'].iloc[0]!r} is not one of {', '.join(CLASS_NAMES)}")
+        df = read_manifest_table(p)
+    except StudyError as exc:
+        raise ManifestError(str(exc)) from None
     root = p.resolve().parent
     df["path"] = [str(root / f) for f in df["file"]]
     df.attrs["root"] = str(root)

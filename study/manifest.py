@@ -32,31 +32,46 @@ def default_manifest() -> Path:
     return (root / "MANIFEST.csv").resolve()
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """The manifest as a DataFrame of strings, validated (one-line :class:`ManifestError` otherwise)."""
+def read_manifest_table(path: str | Path) -> pd.DataFrame:
+    """The whole manifest, every column (the required ones read as text, the rest typed by pandas), validated:
+    the file exists and parses, the required columns are there, it has rows, no empty id or file, ids are unique,
+    labels are covid or control. One-line :class:`ManifestError` otherwise. The one manifest reader: the study's
+    :func:`read_manifest` and ``r2c_core.data.load_manifest`` are both built on it."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        df = pd.read_csv(path, dtype={c: str for c in REQUIRED_COLUMNS})
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{path}: manifest is empty (no rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise ManifestError(f"{path}: not a readable CSV manifest ({first})") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise ManifestError(f"{path}: manifest lacks column(s) {', '.join(missing)}")
+        raise ManifestError(f"{path}: manifest lacks column(s) {', '.join(missing)} "
+                            f"(missing columns; need {', '.join(REQUIRED_COLUMNS)})")
     if df.empty:
         raise ManifestError(f"{path}: manifest has no rows")
-    df = df[list(REQUIRED_COLUMNS)].apply(lambda col: col.str.strip())
-    if (df["id"] == "").any() or (df["file"] == "").any():
-        raise ManifestError(f"{path}: manifest has rows with an empty id or file")
-    dup = df["id"][df["id"].duplicated()]
+    text = {c: df[c].fillna("").str.strip() for c in ("id", "file", "label")}
+    empty = (text["id"] == "") | (text["file"] == "")
+    if empty.any():
+        raise ManifestError(f"{path}: manifest has rows with an empty id or file (row {int(np.flatnonzero(empty)[0]) + 2})")
+    dup = text["id"][text["id"].duplicated()]
     if not dup.empty:
         raise ManifestError(f"{path}: manifest id {dup.iloc[0]!r} appears more than once")
-    bad = df.loc[~df["label"].isin(LABELS), "label"]
-    if not bad.empty:
-        raise ManifestError(f"{path}: unknown label {bad.iloc[0]!r} (expected {' or '.join(LABELS)})")
-    return df.reset_index(drop=True)
+    bad = ~text["label"].isin(LABELS)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ManifestError(f"{path}: unknown label {df['label'].iloc[i]!r} for id {text['id'].iloc[i]} "
+                            f"(expected {' or '.join(LABELS)})")
+    return df
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """The manifest's required columns as stripped text (:func:`read_manifest_table` validates it)."""
+    df = read_manifest_table(path)
+    return df[list(REQUIRED_COLUMNS)].apply(lambda col: col.fillna("").str.strip()).reset_index(drop=True)
 
 
 def _quotas(available: dict[str, int], n: int, rng: np.random.Generator) -> dict[str, int]:
