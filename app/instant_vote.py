@@ -109,8 +109,9 @@ class InstantState:
     acks: list[dict[str, str]] = field(default_factory=list)
     #: query tokens of votes the page holds that could not be applied yet (skipped in the list it gets)
     unapplied: list[str] = field(default_factory=list)
-    #: query tokens whose images this page was sent
+    #: query tokens whose images this page was sent, and those of the render being built
     sent: set[str] = field(default_factory=set)
+    unsent: set[str] = field(default_factory=set)
     message: str = ""
 
 
@@ -209,8 +210,16 @@ def build_data(user: Any, state: InstantState, *, min_dwell_s: float, questions:
     }
     state.message = ""
     data = pack(meta, images)
-    state.sent.update(images)
+    # marked as sent only once the render carrying them is on its way (see area): a rerun interrupted before that
+    # (Streamlit stops a run when a newer widget update arrives) must not leave the page without them
+    state.unsent = set(images)
     return data
+
+
+def commit_sent(state: InstantState) -> None:
+    """The render built by :func:`build_data` was handed to Streamlit: its images count as sent."""
+    state.sent.update(state.unsent)
+    state.unsent = set()
 
 
 def area(user: Any, *, min_dwell_s: float, questions: dict[str, str], labels: dict[str, str]) -> str | None:
@@ -221,5 +230,6 @@ def area(user: Any, *, min_dwell_s: float, questions: dict[str, str], labels: di
     except StudyError as exc:
         return str(exc)
     _component(key=KEY, data=data, default={"outbox": None}, on_outbox_change=_on_outbox)
+    commit_sent(state)
     components.zoom_sync()
     return None
