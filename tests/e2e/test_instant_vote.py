@@ -31,6 +31,8 @@ N_CASES = 34
 STATE_JS = """() => { const S = window.__r2cVote; return {current: S.current && S.current.index, waiting: S.waiting,
   list: S.serverList.map((q) => q.index), decoded: S.decoded.size, imgs: S.imgs.size, queue: S.queue.length,
   status: document.querySelector('.r2c-iv-status').textContent}; }"""
+HOLDS_AHEAD = ("() => { const S = window.__r2cVote; return !!(S && S.current && !S.waiting && S.serverList.length >= 4"
+               " && S.serverList.every((q) => S.decoded.has(q.token))); }")
 CURRENT = "k => { const S = window.__r2cVote; return !!(S && S.current && !S.waiting && S.current.index === k); }"
 
 
@@ -76,6 +78,7 @@ def test_fast_votes_with_the_server_paused_and_resumed_lose_none_and_double_none
     while k <= 30:
         if k == 8:  # the server stops answering: the page goes on with the queries it holds
             wait_votes_sent(page)
+            page.wait_for_function(HOLDS_AHEAD)  # everything it was sent is decoded (a reader would be looking)
             os.kill(proc.pid, signal.SIGSTOP)
             paused = 0
             try:
