@@ -163,11 +163,6 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_keys(over: Mapping[str, Any], base: Mapping[str, Any] = DEFAULTS, prefix: str = "") -> None:
-    """Refuse keys the config does not have, naming the known ones (see :func:`build`)."""
-    build(SegConfig, merge(DEFAULTS, {k: v for k, v in over.items() if not str(k).startswith("_")}))
-
-
 def checked(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A full config dict checked against :class:`SegConfig` and returned in its plain form."""
     return _plain(build(SegConfig, cfg))

@@ -33,7 +33,7 @@ from ..errors import CheckpointError, R2CError
 from ..paths import REPO_ROOT, manifest_path
 from ..precision import use_bf16
 from ..training.loop import LoopResult, LoopSettings, RunLoop
-from .config import DEFAULTS, check_keys, load_config, merge  # noqa: F401  (re-exported)
+from .config import DEFAULTS, load_config, merge  # noqa: F401  (load_config re-exported)
 from .data import MaskSet, augment, load_set, read_mask_manifest, split_train_val
 from .model import build_unet, check_preprocess, count_parameters, normalise
 from .predict import KIND

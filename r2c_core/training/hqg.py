@@ -187,7 +187,8 @@ class HQGTrainer:
                             checkpoint_minutes=self.cfg.checkpoint_minutes, progress=self.progress)
 
     def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        xa, xb, _, _ = self.data.batches.batch(max(0, step - self.cfg.ae_steps) if step >= self.cfg.ae_steps else step)
+        # the GAN phase starts its own epochs at batch 0; the autoencoder steps use the first batches
+        xa, xb, _, _ = self.data.batches.batch(step - self.cfg.ae_steps if step >= self.cfg.ae_steps else step)
         return (xa + 1) / 2, (xb + 1) / 2
 
     def at_epoch_end(self) -> bool:
