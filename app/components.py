@@ -59,14 +59,17 @@ export default function (component) {
       Z.ty = clamp(Z.ty, 1 - Z.s, 0);
       const imgs = gridImgs();
       if (Z.box) imgs.push(Z.box.querySelector('img'));
+      // in fractions of each image's own box (CSS percentages), so panes whose layout widths differ by a
+      // pixel still show exactly the same region: the same transform string on every pane
+      const pc = (v) => `${(100 * v).toFixed(4)}%`;
+      const left = -Z.tx / Z.s, top = -Z.ty / Z.s;
+      const right = 1 - (left + 1 / Z.s), bottom = 1 - (top + 1 / Z.s);
+      const transform = `translate(${pc(Z.tx)}, ${pc(Z.ty)}) scale(${Z.s.toFixed(5)})`;
+      const clip = Z.s > 1 ? `inset(${pc(top)} ${pc(right)} ${pc(bottom)} ${pc(left)})` : '';
       for (const img of imgs) {
-        const w0 = img.offsetWidth, h0 = img.offsetHeight;
-        const x = Z.tx * w0, y = Z.ty * h0;
-        const left = -x / Z.s, top = -y / Z.s;
-        const right = w0 - (left + w0 / Z.s), bottom = h0 - (top + h0 / Z.s);
         img.style.transformOrigin = '0 0';
-        img.style.transform = `translate(${x}px, ${y}px) scale(${Z.s})`;
-        img.style.clipPath = Z.s > 1 ? `inset(${top}px ${right}px ${bottom}px ${left}px)` : '';
+        img.style.transform = transform;
+        img.style.clipPath = clip;
         img.style.cursor = Z.s > 1 ? 'grab' : 'zoom-in';
         img.style.filter = filter;
         img.draggable = false;
