@@ -6,7 +6,9 @@ Pipeline: 8-bit gray, resized to the working size exactly as the R2C-GAN generat
 (:func:`~r2c_core.tensors.to_working_gray`), ``x / 255`` in [0, 1] on three channels, the generator with the
 stored reference code (the style medoid chosen at export, :mod:`r2c_core.training.hqg`), the mean of the three
 output channels, and back to the input's size as the R2C-GAN output is. HQG-Net has no classifier: the COVID
-probability comes from ``classifier`` (e.g. the bundled op-q3) on the enhanced image, NaN without one.
+probability comes from ``classifier`` (e.g. the bundled op-q3) on the enhanced image, NaN without one. The
+bi-level variant (``hqg-blo``, weights in ``weights/hqg-blo/``) carries its own downstream classifier, trained on
+the generator's enhanced images: it gives the probability, on the enhanced image at the working size.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .errors import CheckpointError, R2CError
 from .imageio import to_gray_uint8
 from .inference import RestoreResult
 from .models import CLASS_NAMES
-from .models.hqg import HQGConfig, HQGGenerator, to_gray, to_rgb3
+from .models.hqg import HQGConfig, HQGGenerator, TaskClassifier, to_gray, to_rgb3
 from .tensors import from_working_gray, pick_device, to_working_gray
 
 KIND = "hqg-generator"
@@ -33,14 +35,15 @@ class HQGRestorer:
     """A loaded HQG-Net generator and its reference code, in eval mode."""
 
     def __init__(self, generator: HQGGenerator, code: torch.Tensor, config: dict[str, Any], device: Any = None,
-                 classifier: Any | None = None) -> None:
+                 classifier: Any | None = None, task: TaskClassifier | None = None) -> None:
         self.device = pick_device(device)
         self.generator = generator.to(self.device).eval()
-        for p in self.generator.parameters():
+        self.task = task.to(self.device).eval() if task is not None else None
+        for p in [*self.generator.parameters(), *(self.task.parameters() if self.task is not None else [])]:
             p.requires_grad_(False)
         self.code = code.float().to(self.device)
         self.config = dict(config)
-        self.model_name = "hqg"
+        self.model_name = str(config.get("model", "hqg"))
         self.size = int(config.get("working_size", 256))
         self.classifier = classifier
 
@@ -54,7 +57,11 @@ class HQGRestorer:
         net = HQGGenerator(HQGConfig(img_size=int(cfg.get("working_size", 256)),
                                      adain_shortcut=bool(cfg.get("network", {}).get("adain_shortcut", False))))
         load_state_into(net, sub_state(tensors, "g"), what=f"{weights_dir} (HQG-Net generator)")
-        return cls(net, tensors["reference_code"], cfg, device, classifier)
+        task = None
+        if any(k.startswith("task.") for k in tensors):
+            task = TaskClassifier(len(CLASS_NAMES))
+            load_state_into(task, sub_state(tensors, "task"), what=f"{weights_dir} (HQG+BLO classifier)")
+        return cls(net, tensors["reference_code"], cfg, device, classifier, task)
 
     @torch.inference_mode()
     def restore_batch(self, images: Sequence[np.ndarray], passes: int = 1, batch_size: int = 8) -> list[RestoreResult]:
@@ -72,12 +79,14 @@ class HQGRestorer:
                 x = to_rgb3(to_gray(self.generator(x, self.code.expand(x.shape[0], -1))))
                 per_pass.append(x)
             outs = per_pass or [x]
+            probs = np.full((len(chunk), len(CLASS_NAMES)), np.nan, dtype=np.float32)
+            if self.task is not None and passes:
+                probs = torch.softmax(self.task(x).float(), dim=1).cpu().numpy()
             for i, g in enumerate(chunk):
                 imgs = [from_working_gray((p[i, 0] * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy(), g.shape)
                         for p in outs]
-                results.append(RestoreResult(image=imgs[-1], probs=np.full(len(CLASS_NAMES), np.nan, dtype=np.float32),
-                                             passes_images=imgs if passes else []))
-        if self.classifier is not None and passes:
+                results.append(RestoreResult(image=imgs[-1], probs=probs[i], passes_images=imgs if passes else []))
+        if self.classifier is not None and self.task is None and passes:
             probs = self.classifier.classify([r.image for r in results], batch_size=batch_size)
             for r, p in zip(results, probs):
                 r.probs = np.asarray(p, dtype=np.float32)
@@ -87,7 +96,7 @@ class HQGRestorer:
         return self.restore_batch([image], passes=passes, batch_size=1)[0]
 
     def classify(self, images: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
-        """The classifier's probabilities on the enhanced images (NaN without a classifier)."""
+        """The probabilities on the enhanced images: the variant's own classifier, else ``classifier``'s, else NaN."""
         return np.stack([r.probs for r in self.restore_batch(images, batch_size=batch_size)])
 
 

@@ -12,6 +12,9 @@ training loop swaps the two roles with probability 0.2.
   luminance-uniformity term (:func:`luminance_loss`, mean of two patch sizes); plus the optional Haar high-band
   L1 (:func:`wavelet_loss`, weight 0 by default: the paper's "wavelet" content term, absent from the code).
   With the code's weights (0.5, 0.1) S and L carry 0.25 and 0.05 effectively.
+* Bi-level variant (HQG+BLO, absent from the public code): G's loss also carries ``task`` x the cross-entropy of
+  a downstream COVID-19 classifier on the enhanced image (:func:`task_loss`, the upper level); the classifier itself
+  is trained on the enhanced images by the training loop (the lower level).
 
 Choices: images are in [0, 1] (the code maps (x + 1) / 2 on images already in [0, 1]; ``faithful_range=True``
 does the same); the luminance patches are 32 and 64 px (48 and 96 do not divide 256); the SSIM noise comes from a
@@ -45,6 +48,9 @@ class HQGLossWeights:
     structure_noise: float = 0.01
     #: map images with (x + 1) / 2 before S and L, as the public code does (it is then off by a factor of 2)
     faithful_range: bool = False
+    #: the bi-level variant's upper level (HQG+BLO): weight of the downstream task's cross-entropy on the enhanced
+    #: image in G's loss; 0 = plain HQG-Net (the public code)
+    task: float = 0.0
 
 
 def bce_logits(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -152,10 +158,20 @@ def discriminator_loss(nets: HQGNets, x_org: torch.Tensor, y_org: torch.Tensor, 
     return total, {"d_real": _f(loss_real), "d_fake": _f(loss_fake), "r1": _f(reg)}
 
 
+def task_loss(task: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The downstream task's loss: cross-entropy of the classifier's logits (in float32) against class indices."""
+    return F.cross_entropy(task(images).float(), labels)
+
+
 def generator_loss(nets: HQGNets, x_org: torch.Tensor, y_org: torch.Tensor, x_ref: torch.Tensor, y_trg: torch.Tensor,
-                   w: HQGLossWeights = HQGLossWeights(), *,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """G's and the style encoder's loss for one step (see the module doc); the reference's style is not detached."""
+                   w: HQGLossWeights = HQGLossWeights(), *, generator: torch.Generator | None = None,
+                   task: nn.Module | None = None, task_labels: torch.Tensor | None = None,
+                   outputs: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """G's and the style encoder's loss for one step (see the module doc); the reference's style is not detached.
+    With ``task``, ``task_labels`` (class indices of ``x_org``) and ``w.task`` > 0, adds the bi-level upper level's
+    ``w.task`` x :func:`task_loss` on the enhanced image (term ``task``; gradients reach G, not the task network's
+    optimiser).
+    ``outputs``, if given, receives the enhanced image as ``"fake"`` (for the lower level's step)."""
     s_trg = nets.s(x_ref, y_trg)
     fake = nets.g(x_org, s_trg)
     adv = bce_logits(nets.d(fake, y_trg), True)
@@ -169,10 +185,16 @@ def generator_loss(nets: HQGNets, x_org: torch.Tensor, y_org: torch.Tensor, x_re
     total = adv + w.style * style + w.recon * cycle + (w.structure * struc + w.luminance * lum) / 2 + w.wavelet * wav
     terms = {"g_adv": _f(adv), "style": _f(style), "cycle": _f(cycle), "structure": _f(struc),
              "luminance": _f(lum), "wavelet": _f(wav)}
+    if task is not None and task_labels is not None and w.task:
+        ce = task_loss(task, fake, task_labels)
+        total = total + w.task * ce
+        terms["task"] = _f(ce)
+    if outputs is not None:
+        outputs["fake"] = fake
     if not all(math.isfinite(v) for v in terms.values()):
         raise FloatingPointError(f"non-finite HQG-Net loss terms: {terms}")
     return total, terms
 
 
 __all__ = ["HQGLossWeights", "HQGNets", "bce_logits", "discriminator_loss", "gaussian_window", "generator_loss",
-           "haar_bands", "luminance_loss", "r1_penalty", "structure_loss", "structure_term", "wavelet_loss"]
+           "haar_bands", "luminance_loss", "r1_penalty", "structure_loss", "structure_term", "task_loss", "wavelet_loss"]

@@ -3,7 +3,8 @@ benchmark.
 
 A method is ``original`` (the image through the resizing round trip only), ``<model>-x<passes>`` (an R2C-GAN
 generator bundled under ``weights/r2c-<model>/`` applied ``passes`` times: ``cnn-x1``, ``op-q3-x3``), a compared
-model (``hqg-x1``: HQG-Net from ``weights/hqg/``, :mod:`r2c_core.hqg_inference`) or a classical method by name (``clahe``, ``histeq``, ``gamma``, ``unsharp``, ``nlm``: :mod:`r2c_core.classical`, applied once).
+model (``hqg-x1``: HQG-Net from ``weights/hqg/``; ``hqg-blo-x1``: its bi-level variant from ``weights/hqg-blo/``;
+:mod:`r2c_core.hqg_inference`) or a classical method by name (``clahe``, ``histeq``, ``gamma``, ``unsharp``, ``nlm``: :mod:`r2c_core.classical`, applied once).
 Every method goes through the same resize-to-working-size-and-back pipeline.
 """
 
@@ -45,12 +46,13 @@ def bundled_models(root: Path | None = None) -> list[str]:
             if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
 
 
-#: compared methods that are not R2C-GAN generators, by weights folder (``weights/<name>/``): HQG-Net
-COMPARED_MODELS = ("hqg",)
+#: compared methods that are not R2C-GAN generators, by weights folder (``weights/<name>/``): HQG-Net and its
+#: bi-level variant with the downstream COVID classifier (HQG+BLO)
+COMPARED_MODELS = ("hqg", "hqg-blo")
 
 
 def compared_models(root: Path | None = None) -> list[str]:
-    """Compared models (HQG-Net) with weights under ``weights/<name>/``."""
+    """Compared models (HQG-Net, HQG+BLO) with weights under ``weights/<name>/``."""
     root = root or default_weights_root()
     return [m for m in COMPARED_MODELS if (root / m / "config.json").is_file() and (root / m / "model.safetensors").is_file()]
 

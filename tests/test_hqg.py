@@ -259,9 +259,13 @@ def test_hqg_is_queued_after_the_r2c_recipes_of_the_cpu_campaign() -> None:
     from r2c_core.training.hqg import load_hqg_config
 
     plan = campaign.Plan.load(campaign.REPO_ROOT / "configs" / "campaign-cpu.json")
-    last = plan.recipes[-1]
-    assert last.kind == "hqg" and all(r.kind != "hqg" for r in plan.recipes[:-1])
-    cmd, how = campaign.command(plan, last)
+    hqg, blo = plan.recipes[-2:]  # HQG-Net, then its bi-level variant started from it, after every R2C-GAN recipe
+    assert (hqg.name, hqg.kind, blo.name, blo.kind) == ("hqg", "hqg", "hqg-blo", "hqg")
+    assert all(r.kind != "hqg" for r in plan.recipes[:-2])
+    cmd, how = campaign.command(plan, hqg)
     assert "train-hqg" in cmd and how in ("start", "resume")
-    cfg = load_hqg_config(campaign.REPO_ROOT / last.config)
-    assert cfg.size == 256 and cfg.ae_steps > 0 and cfg.cpu_amp
+    cfg = load_hqg_config(campaign.REPO_ROOT / hqg.config)
+    assert cfg.size == 256 and cfg.ae_steps > 0 and cfg.cpu_amp and not cfg.bilevel
+    cfg_blo = load_hqg_config(campaign.REPO_ROOT / blo.config)
+    assert cfg_blo.bilevel and cfg_blo.size == cfg.size and cfg_blo.ae_steps == 0
+    assert (campaign.REPO_ROOT / cfg_blo.init_from).resolve() == campaign.recipe_dir(plan, hqg).resolve()

@@ -296,6 +296,22 @@ class HQGDiscriminator(nn.Module):
         return out[torch.arange(x.shape[0], device=x.device), y]
 
 
+class TaskClassifier(nn.Module):
+    """The downstream task of the bi-level variant (HQG+BLO, :mod:`r2c_core.training.hqg`): a COVID-19 classifier
+    on enhanced images, torchvision's ResNet-18 built without pretrained weights and a ``num_classes`` head
+    (11,177,538 parameters for 2 classes). Input (N, 3, H, W) in [0, 1], normalised as the generator's encoder's
+    input; output the class logits (N, num_classes), classes in :data:`r2c_core.models.CLASS_NAMES` order."""
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        self.net = resnet18(weights=None, num_classes=num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - 0.45) / 0.225)
+
+
 @torch.no_grad()
 def style_medoid(style: nn.Module, images: Sequence[tuple[str, torch.Tensor]], *, batch_size: int = 8,
                  domain: int = HIGH_QUALITY) -> tuple[str, torch.Tensor]:
@@ -326,5 +342,5 @@ def count_parameters(module: nn.Module) -> int:
 
 
 __all__ = ["HIGH_QUALITY", "LOW_QUALITY", "AdaIN", "AdaINUpBlock", "AutoEncoder", "DownBlock", "HQGConfig",
-           "HQGDiscriminator", "HQGGenerator", "ResNetEncoder", "StyleEncoder", "count_parameters", "style_medoid",
+           "HQGDiscriminator", "HQGGenerator", "ResNetEncoder", "StyleEncoder", "TaskClassifier", "count_parameters", "style_medoid",
            "to_gray", "to_rgb3"]

@@ -12,6 +12,18 @@ betas 0.9 / 0.999), the rate halved from epoch ``lr_halve_epoch`` of the GAN pha
 working size (no smaller crops): its style encoder and discriminator end in a convolution over what is left of
 the image, so their weights depend on the input size.
 
+Bi-level variant (HQG+BLO; the paper's bi-level learning, absent from the public code), on when
+``weights.task`` > 0: the downstream task is COVID-19 classification (our study asks which image a doctor would
+rather *diagnose* from, and R2C-GAN optimises the same classification jointly), by a ResNet-18
+(:class:`~r2c_core.models.hqg.TaskClassifier`). Lower level: the classifier takes one Adam step on the enhanced
+low-quality images (detached) with their COVID labels; upper level: G's loss carries ``weights.task`` x the
+classifier's cross-entropy on the same enhanced images (a first-order alternation: one lower step per upper
+step, as bi-level enhancement methods do in practice). Swapped steps (a high-quality input made low-quality)
+carry no task terms. ``task_warmup_steps`` train the classifier alone on the current generator's outputs first,
+so G's first task gradients come from a classifier that has learnt something; ``init_from`` starts every network
+from an HQG-Net state (e.g. HQG+BLO fine-tuned from the trained HQG-Net). Its exports hold the classifier too
+(model ``hqg-blo``), which then gives the method its COVID probability.
+
 Exports (``<out>/generator``): the generator and the *reference code*: the style code of the train-split
 high-quality image chosen by :func:`r2c_core.models.hqg.style_medoid` (its id is in ``config.json``), so
 inference needs neither the style encoder nor a reference image and is reproducible.
@@ -23,17 +35,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint, sub_state
-from ..errors import CheckpointError, R2CError
-from ..hqg_losses import HQGLossWeights, HQGNets, discriminator_loss, generator_loss
+from ..errors import CheckpointError
+from ..hqg_losses import HQGNets, discriminator_loss, generator_loss, task_loss
 from ..metrics import nan_to_none
+from ..models import CLASS_NAMES
 from ..models.hqg import (
     HIGH_QUALITY,
     AutoEncoder,
@@ -41,115 +53,23 @@ from ..models.hqg import (
     HQGDiscriminator,
     HQGGenerator,
     StyleEncoder,
+    TaskClassifier,
     style_medoid,
 )
 from ..precision import autocast, use_bf16
 from ..runio import load_optimizers, resolve_state_dir, save_optimizers
 from ..tensors import pick_device
-from .config import LOAD_RATIO, _build, _merge
-from .loader import DomainCache, UnpairedBatches, decode_resized, seeded_generator
+from .hqg_setup import STATE_KIND, HQGData, HQGTrainConfig, hqg_config_from_dict, load_hqg_config, state_hqg_config
+from .loader import seeded_generator
 from .loop import LoopResult, LoopSettings, RunLoop, resume_and_run
 
 log = logging.getLogger(__name__)
 
 EXPORT_KIND = "hqg-generator"
-STATE_KIND = "hqg-training-state"
+#: phases in the step log: 0 autoencoder pretraining, 1 GAN, 2 the bi-level variant's classifier warm-up
 LOG_COLUMNS = ("step", "epoch", "phase", "lr", "ae", "d_real", "d_fake", "r1", "g_adv", "style", "cycle", "structure",
-               "luminance", "wavelet", "seconds")
+               "luminance", "wavelet", "task", "seconds")
 NETS = ("g", "ae", "s_heads", "d")
-
-
-@dataclass(frozen=True)
-class HQGTrainConfig:
-    """One HQG-Net run (JSON keys; unknown keys refused). Defaults: the public config's, at 256 px."""
-
-    size: int = 256
-    batch_size: int = 1
-    epochs: int = 300
-    lr: float = 1e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    #: epoch of the GAN phase from which the rate is halved (the code's MultiStepLR milestone 15); 0 = never
-    lr_halve_epoch: int = 15
-    swap_prob: float = 0.2
-    #: autoencoder pretraining steps before the GAN (the code pretrains it for 300 epochs, separately)
-    ae_steps: int = 0
-    weights: HQGLossWeights = field(default_factory=HQGLossWeights)
-    adain_shortcut: bool = False
-    #: train-split high-quality images the reference is chosen among (0 = all)
-    reference_limit: int = 64
-    seed: int = 0
-    threads: int = 0
-    device: str = ""
-    cpu_amp: bool = True
-    manifest: str = ""
-    split_file: str = ""
-    limit_per_domain: int = 0
-    max_steps: int = 0
-    max_minutes: float = 0.0
-    checkpoint_every: int = 0
-    checkpoint_minutes: float = 10.0
-    export_every: int = 1
-    version: str = "v1-cpu"
-
-    @property
-    def load_size(self) -> int:
-        return round(self.size * LOAD_RATIO)
-
-    def validate(self) -> "HQGTrainConfig":
-        if self.size % 64:
-            raise R2CError(f"config: size must be a multiple of 64 for HQG-Net (got {self.size})")
-        if self.batch_size < 1 or self.epochs < 1 or not 0.0 <= self.swap_prob <= 1.0:
-            raise R2CError("config: batch_size and epochs must be at least 1, swap_prob in [0, 1]")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def hqg_config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> HQGTrainConfig:
-    merged = _merge({k: v for k, v in data.items() if not str(k).startswith("_")}, overrides or {})
-    return _build(HQGTrainConfig, merged).validate()
-
-
-def load_hqg_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> HQGTrainConfig:
-    """Config from a JSON file (``None`` = defaults) with overrides; keys starting with ``_`` are comments."""
-    from ..runio import read_json_object
-
-    return hqg_config_from_dict(read_json_object(path) if path else {}, overrides)
-
-
-def state_hqg_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> HQGTrainConfig:
-    """The config stored in an HQG-Net state folder, with overrides (e.g. a larger ``max_steps``)."""
-    from ..runio import state_training_dict
-
-    return hqg_config_from_dict(state_training_dict(path, STATE_KIND, "an HQG-Net training state"), overrides)
-
-
-@dataclass
-class HQGData:
-    """Train batches (A and B at the load size) and the reference candidates (train B at the working size)."""
-
-    batches: UnpairedBatches
-    references: list[tuple[str, torch.Tensor]]
-    split: dict[str, Any]
-
-    @classmethod
-    def from_config(cls, cfg: HQGTrainConfig, progress: bool = True) -> "HQGData":
-        from ..data import domain_frame, manifest_and_split, split_info
-        from .r2c_data import _limit
-
-        manifest, split, split_path = manifest_and_split(cfg.manifest or None, cfg.split_file or None)
-        frames = {d: _limit(domain_frame(manifest, split, "train", d), cfg.limit_per_domain, cfg.seed) for d in ("A", "B")}
-        a = DomainCache.from_frame(frames["A"], cfg.load_size, "train A", progress)
-        b = DomainCache.from_frame(frames["B"], cfg.load_size, "train B", progress)
-        batches = UnpairedBatches(a, b, size=cfg.size, batch_size=cfg.batch_size, seed=cfg.seed)
-        refs = _limit(frames["B"], cfg.reference_limit, cfg.seed)
-        imgs = decode_resized(list(refs["path"]), cfg.size, "references", progress)
-        references = [(str(i), (img.float() / 255.0)[None].expand(3, -1, -1).contiguous()) for i, img in zip(refs["id"], imgs)]
-        info = split_info(split_path)
-        info["used"] = {"train_A": len(a), "train_B": len(b), "reference_candidates": len(references)}
-        return cls(batches, references, info)
 
 
 class HQGTrainer:
@@ -172,8 +92,14 @@ class HQGTrainer:
         self.opt_d = torch.optim.Adam(self.nets.d.parameters(), lr=cfg.lr, betas=betas)
         # the style encoder's trunk is the autoencoder's encoder (shared modules), fine-tuned with its heads
         self.opt_s = torch.optim.Adam([*self.ae.encoder.parameters(), *style.heads.parameters()], lr=cfg.lr, betas=betas)
+        self.task: TaskClassifier | None = None
+        if cfg.bilevel:
+            self.task = TaskClassifier(len(CLASS_NAMES)).to(self.device)
+            self.opt_t = torch.optim.Adam(self.task.parameters(), lr=cfg.task_lr or cfg.lr, betas=betas)
+        if cfg.init_from:
+            self._init_networks(cfg.init_from)
         self.steps_per_epoch = data.batches.steps_per_epoch
-        self.total_steps = cfg.ae_steps + cfg.epochs * self.steps_per_epoch
+        self.total_steps = cfg.gan_start + cfg.epochs * self.steps_per_epoch
         self.step = 0
         self.reference_id = ""
 
@@ -186,24 +112,31 @@ class HQGTrainer:
                             max_minutes=self.cfg.max_minutes or None, checkpoint_every=self.cfg.checkpoint_every,
                             checkpoint_minutes=self.cfg.checkpoint_minutes, progress=self.progress)
 
-    def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # the GAN phase starts its own epochs at batch 0; the autoencoder steps use the first batches
-        xa, xb, _, _ = self.data.batches.batch(step - self.cfg.ae_steps if step >= self.cfg.ae_steps else step)
-        return (xa + 1) / 2, (xb + 1) / 2
+    def batch_at(self, step: int) -> tuple[torch.Tensor, ...]:
+        """Images in [0, 1] and COVID class indices of both domains. The GAN phase starts its own epochs at batch
+        0; the autoencoder steps and the classifier warm-up use the first batches."""
+        cfg = self.cfg
+        index = step - cfg.gan_start if step >= cfg.gan_start else step - cfg.ae_steps if step >= cfg.ae_steps else step
+        xa, xb, la, lb = self.data.batches.batch(index)
+        return (xa + 1) / 2, (xb + 1) / 2, la.argmax(1), lb.argmax(1)
 
     def at_epoch_end(self) -> bool:
-        gan = self.step - self.cfg.ae_steps
+        gan = self.step - self.cfg.gan_start
         return gan > 0 and gan % self.steps_per_epoch == 0
 
     def lr_at(self, step: int) -> float:
-        epoch = max(0, step - self.cfg.ae_steps) // self.steps_per_epoch
+        epoch = max(0, step - self.cfg.gan_start) // self.steps_per_epoch
         halve = self.cfg.lr_halve_epoch and epoch >= self.cfg.lr_halve_epoch
         return self.cfg.lr * (0.5 if halve else 1.0)
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        xa, xb = (t.to(self.device) for t in batch)
+    def train_step(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        xa, xb, ca, _ = (t.to(self.device) for t in batch)
         if self.step < self.cfg.ae_steps:
             return {"phase": 0.0, "lr": self.cfg.lr, "ae": self._ae_step(torch.cat([xa, xb]))}
+        if self.step < self.cfg.gan_start:  # the bi-level variant's classifier warm-up on the current enhancement
+            with torch.no_grad(), autocast(self.device, self.amp):
+                fake = self.nets.g(xa, self.nets.s(xb, torch.full_like(ca, HIGH_QUALITY)))
+            return {"phase": 2.0, "lr": self.cfg.lr, "task": self._task_step(fake, ca)}
         lr = self.lr_at(self.step)
         for opt in (self.opt_g, self.opt_d, self.opt_s):
             for group in opt.param_groups:
@@ -212,8 +145,11 @@ class HQGTrainer:
         y_low, y_high = torch.zeros(n, dtype=torch.long, device=self.device), torch.ones(n, dtype=torch.long, device=self.device)
         x_org, y_org, x_ref, y_trg = xa, y_low, xb, y_high
         g = seeded_generator(self.cfg.seed, "hqg-swap", self.step)
-        if float(torch.rand((), generator=g)) < self.cfg.swap_prob:
+        swapped = float(torch.rand((), generator=g)) < self.cfg.swap_prob
+        if swapped:
             x_org, y_org, x_ref, y_trg = xb, y_high, xa, y_low
+        task = self.task if self.task is not None and not swapped else None
+        outputs: dict[str, torch.Tensor] = {}
         with autocast(self.device, self.amp):
             d_loss, d_terms = discriminator_loss(self.nets, x_org, y_org, x_ref, y_trg, self.cfg.weights)
         self.opt_d.zero_grad(set_to_none=True)
@@ -221,14 +157,26 @@ class HQGTrainer:
         self.opt_d.step()
         with autocast(self.device, self.amp):
             g_loss, g_terms = generator_loss(self.nets, x_org, y_org, x_ref, y_trg, self.cfg.weights,
-                                             generator=seeded_generator(self.cfg.seed, "hqg-noise", self.step))
+                                             generator=seeded_generator(self.cfg.seed, "hqg-noise", self.step),
+                                             task=task, task_labels=ca, outputs=outputs)
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_s.zero_grad(set_to_none=True)
         self.nets.d.zero_grad(set_to_none=True)  # D's gradients from the G step are not used
         g_loss.backward()
         self.opt_g.step()
         self.opt_s.step()
+        if task is not None:  # the lower level: the classifier on the enhanced images it is meant to read (its loss
+            self._task_step(outputs["fake"].detach(), ca)  # before the step equals the upper level's ``task`` term)
         return {"phase": 1.0, "lr": lr, **d_terms, **g_terms}
+
+    def _task_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        assert self.task is not None
+        with autocast(self.device, self.amp):
+            loss = task_loss(self.task, images, labels)
+        self.opt_t.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_t.step()
+        return float(loss.detach())
 
     def _ae_step(self, x: torch.Tensor) -> float:
         import piq
@@ -245,6 +193,8 @@ class HQGTrainer:
     def postfix(self, terms: dict[str, float]) -> dict[str, str]:
         if terms.get("phase") == 0.0:
             return {"ae": f"{terms['ae']:.3f}"}
+        if terms.get("phase") == 2.0:
+            return {"task": f"{terms['task']:.3f}"}
         return {"G": f"{terms['g_adv']:.3f}", "D": f"{terms['d_real'] + terms['d_fake']:.3f}", "lr": f"{terms['lr']:.1e}"}
 
     def on_step_end(self, terms: dict[str, float], end: int) -> None:
@@ -253,15 +203,18 @@ class HQGTrainer:
         if now - getattr(self, "_last_progress", 0.0) < 120:
             return
         self._last_progress = now
-        what = (f"autoencoder {terms['ae']:.4f}" if terms.get("phase") == 0.0 else
-                f"G {terms['g_adv']:.3f} D {terms['d_real'] + terms['d_fake']:.3f} R1 {terms['r1']:.3g} lr {terms['lr']:.1e}")
-        epoch = max(0, self.step - self.cfg.ae_steps) / self.steps_per_epoch
+        phase = terms.get("phase")
+        what = (f"autoencoder {terms['ae']:.4f}" if phase == 0.0 else f"classifier warm-up CE {terms['task']:.4f}"
+                if phase == 2.0 else
+                f"G {terms['g_adv']:.3f} D {terms['d_real'] + terms['d_fake']:.3f} R1 {terms['r1']:.3g} lr {terms['lr']:.1e}"
+                + (f" task CE {terms['task']:.3f}" if "task" in terms else ""))
+        epoch = max(0, self.step - self.cfg.gan_start) / self.steps_per_epoch
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         with open(self.out / "progress.log", "a") as fh:
             fh.write(f"{stamp} hqg step {self.step}/{end} GAN epoch {epoch:.2f}/{self.cfg.epochs} | {what}\n")
 
     def on_epoch_end(self, last: bool) -> None:
-        epoch = (self.step - self.cfg.ae_steps) // self.steps_per_epoch
+        epoch = (self.step - self.cfg.gan_start) // self.steps_per_epoch
         if self.cfg.export_every and epoch % self.cfg.export_every == 0 and not last:
             self.export(self.out / "exports" / f"step-{self.step:07d}")
 
@@ -283,7 +236,13 @@ class HQGTrainer:
         """The generator and the reference code of the style medoid (see the module doc)."""
         self.reference_id, code = style_medoid(self.nets.s, self.data.references, domain=HIGH_QUALITY)
         tensors = {**{f"g.{k}": v for k, v in self.nets.g.state_dict().items()}, "reference_code": code.cpu()}
-        cfg = {"kind": EXPORT_KIND, "model": "hqg", "working_size": self.cfg.size, "version": self.cfg.version,
+        extra: dict[str, Any] = {}
+        if self.task is not None:
+            tensors.update({f"task.{k}": v for k, v in self.task.state_dict().items()})
+            extra["task"] = {"network": "resnet18", "classes": list(CLASS_NAMES), "weight": self.cfg.weights.task,
+                             "trained_on": "the generator's enhanced train-split low-quality images"}
+        cfg = {"kind": EXPORT_KIND, "model": "hqg-blo" if self.task is not None else "hqg", "working_size": self.cfg.size,
+               "version": self.cfg.version, **extra,
                "normalisation": "gray uint8 -> x / 255 in [0, 1], replicated to 3 channels; output mean of 3 channels",
                "network": {"adain_shortcut": self.cfg.adain_shortcut},
                "reference": {"id": self.reference_id, "rule": "style medoid of the train-split high-quality images",
@@ -294,10 +253,25 @@ class HQGTrainer:
         return save_checkpoint(out_dir or self.out / "generator", tensors, json.loads(json.dumps(cfg, default=str)))
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"g": self.nets.g, "ae": self.ae, "s_heads": self.nets.s.heads, "d": self.nets.d}
+        mods = {"g": self.nets.g, "ae": self.ae, "s_heads": self.nets.s.heads, "d": self.nets.d}
+        return {**mods, "task": self.task} if self.task is not None else mods
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt_ae": self.opt_ae, "opt_g": self.opt_g, "opt_d": self.opt_d, "opt_s": self.opt_s}
+        opts = {"opt_ae": self.opt_ae, "opt_g": self.opt_g, "opt_d": self.opt_d, "opt_s": self.opt_s}
+        return {**opts, "opt_t": self.opt_t} if self.task is not None else opts
+
+    def _init_networks(self, path: str | Path) -> None:
+        """Every network from an HQG-Net state (the classifier too if that state has one); optimisers start fresh."""
+        d = resolve_state_dir(Path(path))
+        tensors, cfg = load_checkpoint(d)
+        if cfg.get("kind") != STATE_KIND:
+            raise CheckpointError(f"{d}: not an HQG-Net training state (kind {cfg.get('kind')!r}), cannot start from it")
+        for name, module in self._modules().items():
+            part = sub_state(tensors, name)
+            if name == "task" and not part:
+                continue
+            load_state_into(module, part, what=f"{d} ({name})")
+        log.info("HQG-Net networks initialised from %s (step %s)", d, cfg.get("step"))
 
     def save_state(self, state_dir: str | Path | None = None) -> Path:
         d = Path(state_dir) if state_dir else self.out / "state"
