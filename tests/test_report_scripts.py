@@ -176,3 +176,45 @@ def test_run_recipes_script_syntax_and_unknown_recipe(tmp_path):
         from r2c_core.baselines import load_baseline_config
 
         assert load_baseline_config(REPO_ROOT / "configs" / f"baseline-{name}.json").size == 256
+
+
+# ------------------------------------------------------------------------------------- benchmark merge
+def _bench_run(folder, methods, psnr, real_methods=(), version="v1"):
+    rows = [{"id": f"i{k}", "degradation": "blur", "severity": 1, "method": m, "psnr": psnr[m] + k, "ssim": 0.9,
+             "ms_ssim": 0.9, "gmsd": 0.1, "psnr_degraded": 20.0 + k, "ssim_degraded": 0.8, "ms_ssim_degraded": 0.8,
+             "gmsd_degraded": 0.2, "psnr_gain": psnr[m] - 20.0, "ssim_gain": 0.1, "ms_ssim_gain": 0.1, "gmsd_gain": 0.1}
+            for m in methods for k in range(2)]
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(folder / "full_reference.csv", index=False)
+    if real_methods:
+        real = [{"id": "r0", "domain": d, "method": m, "piqe": 30.0, "brisque": 20.0, "entropy": 7.0, "blur": 0.5,
+                 "noise": 1.0, "cnr": 1.5, "eme": 3.0, "keep_ssim": 1.0, "keep_dice": 1.0, "p_covid_original": 0.4,
+                 "p_covid": 0.6 if m != "identity" else 0.4} for m in real_methods for d in ("A", "B")]
+        pd.DataFrame(real).to_csv(folder / "no_reference.csv", index=False)
+    config = {"split": "test", "degradations": ["blur"], "severities": [1], "seed": 0, "n_degraded_images": 2,
+              "n_real_images": 1 if real_methods else 0, "seconds": 1.0, "classifier": "op-q3",
+              "versions": {"op-q3": version}}
+    (folder / "bench.json").write_text(json.dumps({"config": config, "summary": {}}))
+    return folder
+
+
+def test_merge_bench_replaces_a_retrained_method_and_refuses_other_images(tmp_path) -> None:
+    merge = _script("merge_bench")
+    base = _bench_run(tmp_path / "base", ["identity", "clahe", "op-q3-x1"], {"identity": 20.0, "clahe": 18.0, "op-q3-x1": 19.0},
+                      real_methods=["identity", "clahe", "op-q3-x1"])
+    take = _bench_run(tmp_path / "take", ["identity", "op-q3-x1"], {"identity": 20.0, "op-q3-x1": 21.0}, version="v2")
+    real = _bench_run(tmp_path / "real", ["identity"], {"identity": 20.0}, real_methods=["identity", "clahe", "op-q3-x1"], version="v2")
+    assert merge.main(["--base", str(base), "--take", str(take), "--real", str(real), "--out", str(tmp_path / "out")]) == 0
+    out = json.loads((tmp_path / "out" / "bench.json").read_text())
+    overall = out["summary"]["full_reference_overall"]
+    assert list(overall) == ["identity", "clahe", "op-q3-x1"]  # the base's order
+    assert overall["op-q3-x1"]["psnr_gain"] == pytest.approx(1.0) and overall["clahe"]["psnr_gain"] == pytest.approx(-2.0)
+    assert out["config"]["versions"]["op-q3"] == "v2"
+    assert out["config"]["merged_from"]["full_reference"] == {"op-q3-x1": str(take)}
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| op-q3-x1 | +1.00 |" in table and "| clahe | -2.00 |" in table
+    other = _bench_run(tmp_path / "other", ["identity", "op-q3-x1"], {"identity": 25.0, "op-q3-x1": 21.0})
+    with pytest.raises(SystemExit, match="identity rows"):
+        merge.main(["--base", str(base), "--take", str(other), "--out", str(tmp_path / "bad")])
