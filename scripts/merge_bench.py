@@ -10,7 +10,8 @@ than the whole benchmark being run again (docs/RESULTS.md, restoration benchmark
   use the same images, and the merge is refused).
 * ``--take`` (repeatable): runs whose degradation-suite rows replace the base's for their methods.
 * ``--real``: a run whose real-image part (no-reference measures, probabilities) replaces the base's whole part, so
-  every method there is measured on the same images with the same classifier.
+  every method there is measured on the same images with the same classifier. Required with ``--take`` when the
+  base has a real-image part: that part measured the old weights (and its probabilities may come from one of them).
 
 Writes ``full_reference.csv``, ``no_reference.csv``, ``bench.json`` (the merged summary, and where each part came
 from) and ``table.md`` (the tables of docs/RESULTS.md) into ``--out``.
@@ -47,12 +48,18 @@ def merge(base: Path, takes: list[Path], real: Path | None) -> dict:
     config = dict(meta["config"])
     sources = {"base": str(base), "full_reference": {}, "no_reference": str(base)}
     versions = dict(config.get("versions", {}))
+    if takes and not nr.empty and real is None:
+        raise SystemExit(f"error: {base} has a real-image part measured with the old weights: give --real (a run of "
+                         "every method on the real images, e.g. --limit 1 --degradations blur --severities 1)")
     for t in takes:
         t_meta, t_fr, _ = _run(t)
         ident_base = fr[fr["method"] == IDENTITY].set_index(KEYS).sort_index()
         ident_take = t_fr[t_fr["method"] == IDENTITY].set_index(KEYS).sort_index()
-        if not ident_take.empty and (not ident_take.index.equals(ident_base.index)
-                                     or not np.allclose(ident_take.to_numpy(float), ident_base.to_numpy(float), equal_nan=True)):
+        cols = [c for c in ident_base.columns if c in ident_take.columns]
+        if ident_take.empty or not cols:
+            raise SystemExit(f"error: {t} has no identity rows to check that it degraded the same images as {base}")
+        if not ident_take.index.equals(ident_base.index) or not np.allclose(
+                ident_take[cols].to_numpy(float), ident_base[cols].to_numpy(float), equal_nan=True):
             raise SystemExit(f"error: identity rows of {t} differ from {base}: not the same degraded images")
         methods = [m for m in dict.fromkeys(t_fr["method"]) if m != IDENTITY]
         order = list(dict.fromkeys(fr["method"]))

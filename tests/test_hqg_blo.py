@@ -22,7 +22,13 @@ def test_task_classifier_size_and_output() -> None:
     torch.manual_seed(0)
     task = H.TaskClassifier(2)
     assert H.count_parameters(task) == RESNET18_TWO_CLASSES
-    assert task(torch.rand(3, 3, 64, 64)).shape == (3, 2)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in task.modules())  # GroupNorm: batch 1 is safe
+    x = torch.rand(3, 3, 64, 64)
+    out = task(x)
+    assert out.shape == (3, 2)
+    assert torch.allclose(out, task(H.to_rgb3(H.to_gray(x))), atol=1e-6)  # it reads the gray image
+    task.eval()
+    assert torch.allclose(task(x[:1]), out[:1], atol=1e-5)  # the same in use as in training, one image at a time
 
 
 def test_the_task_term_of_the_upper_level() -> None:
@@ -75,6 +81,11 @@ def test_bilevel_run_trains_the_classifier_exports_it_and_resumes_exactly(tmp_pa
     part = train_hqg(_blo_config(max_steps=2), tmp_path / "part", data=_tiny_data(64), progress=False)
     assert part["step"] == 2
     at2, _ = load_checkpoint(tmp_path / "part" / "state")
+    from r2c_core.errors import CheckpointError
+    from r2c_core.training.hqg import HQGTrainer
+
+    with pytest.raises(CheckpointError, match="has not finished"):  # HQG+BLO starts from a finished HQG-Net only
+        HQGTrainer(_blo_config(), tmp_path / "ft", _tiny_data(64), progress=False).init_networks(tmp_path / "part")
     resumed = train_hqg(cfg, tmp_path / "part", resume=tmp_path / "part", data=_tiny_data(64), progress=False)
     assert resumed["step"] == 3
     a, _ = load_checkpoint(tmp_path / "full" / "state")
@@ -85,10 +96,8 @@ def test_bilevel_run_trains_the_classifier_exports_it_and_resumes_exactly(tmp_pa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
     # HQG+BLO started from an HQG-Net state: every network as stored there, the step count at 0
-    from r2c_core.training.hqg import HQGTrainer
-
-    started = HQGTrainer(_blo_config(init_from=str(tmp_path / "full")), tmp_path / "ft", _tiny_data(64),
-                         progress=False)
+    started = HQGTrainer(_blo_config(), tmp_path / "ft", _tiny_data(64), progress=False)
+    started.init_networks(tmp_path / "full")
     assert started.step == 0
     g_state = started.nets.g.state_dict()
     assert all(torch.equal(g_state[k[2:]], v) for k, v in a.items() if k.startswith("g."))
@@ -106,7 +115,7 @@ def test_bilevel_config_and_init_errors(tmp_path) -> None:
     assert not hqg_config_from_dict({}).bilevel and hqg_config_from_dict({"weights": {"task": 0.1}}).bilevel
     _export_tiny_hqg(tmp_path)  # an export, not a training state
     with pytest.raises(CheckpointError, match="not an HQG-Net training state"):
-        HQGTrainer(_blo_config(init_from=str(tmp_path / "hqg")), tmp_path / "x", _tiny_data(64), progress=False)
+        HQGTrainer(_blo_config(), tmp_path / "x", _tiny_data(64), progress=False).init_networks(tmp_path / "hqg")
 
 
 def test_hqg_blo_method_uses_its_own_classifier(tmp_path) -> None:
@@ -136,3 +145,15 @@ def test_hqg_blo_method_uses_its_own_classifier(tmp_path) -> None:
     assert np.allclose(out.probs, expect, atol=1e-5)
     assert np.isnan(rest.restore(img, passes=0).probs).all()
     assert load_restorer("hqg", root, "cpu").task is None
+
+
+def test_init_from_applies_when_a_run_starts_not_when_it_resumes(monkeypatch, tmp_path) -> None:
+    from r2c_core.training import hqg as T
+
+    calls = []
+    monkeypatch.setattr(T.HQGTrainer, "init_networks", lambda self, path: calls.append(("init", str(path))))
+    monkeypatch.setattr(T, "resume_and_run", lambda trainer, resume: calls.append(("run", resume)) or {})
+    cfg = _blo_config(init_from="runs/campaign/hqg")
+    T.train_hqg(cfg, tmp_path / "a", data=_tiny_data(64), progress=False)
+    T.train_hqg(cfg, tmp_path / "a", resume=tmp_path / "a", data=_tiny_data(64), progress=False)
+    assert calls == [("init", "runs/campaign/hqg"), ("run", None), ("run", tmp_path / "a")]

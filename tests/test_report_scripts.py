@@ -217,4 +217,9 @@ def test_merge_bench_replaces_a_retrained_method_and_refuses_other_images(tmp_pa
     assert "| op-q3-x1 | +1.00 |" in table and "| clahe | -2.00 |" in table
     other = _bench_run(tmp_path / "other", ["identity", "op-q3-x1"], {"identity": 25.0, "op-q3-x1": 21.0})
     with pytest.raises(SystemExit, match="identity rows"):
-        merge.main(["--base", str(base), "--take", str(other), "--out", str(tmp_path / "bad")])
+        merge.main(["--base", str(base), "--take", str(other), "--real", str(real), "--out", str(tmp_path / "bad")])
+    no_ident = _bench_run(tmp_path / "no-ident", ["op-q3-x1"], {"op-q3-x1": 21.0})
+    with pytest.raises(SystemExit, match="no identity rows"):
+        merge.main(["--base", str(base), "--take", str(no_ident), "--real", str(real), "--out", str(tmp_path / "bad")])
+    with pytest.raises(SystemExit, match="give --real"):  # the base's real-image part measured the old weights
+        merge.main(["--base", str(base), "--take", str(take), "--out", str(tmp_path / "bad")])

@@ -298,18 +298,22 @@ class HQGDiscriminator(nn.Module):
 
 class TaskClassifier(nn.Module):
     """The downstream task of the bi-level variant (HQG+BLO, :mod:`r2c_core.training.hqg`): a COVID-19 classifier
-    on enhanced images, torchvision's ResNet-18 built without pretrained weights and a ``num_classes`` head
-    (11,177,538 parameters for 2 classes). Input (N, 3, H, W) in [0, 1], normalised as the generator's encoder's
-    input; output the class logits (N, num_classes), classes in :data:`r2c_core.models.CLASS_NAMES` order."""
+    on enhanced images, torchvision's ResNet-18 built without pretrained weights, with GroupNorm (32 groups) in place
+    of BatchNorm and a ``num_classes`` head (11,177,538 parameters for 2 classes, as with BatchNorm). GroupNorm
+    because HQG-Net trains at batch 1: it normalises each image the same way in training and in use, so the
+    classifier G is optimised against is the one that is exported. Input (N, 3, H, W) in [0, 1]; it reads the gray
+    image, the mean of the channels (what the enhanced X-ray is once shown, :func:`to_gray`), normalised as the
+    generator's encoder's input; output the class logits (N, num_classes), classes in
+    :data:`r2c_core.models.CLASS_NAMES` order."""
 
     def __init__(self, num_classes: int = 2) -> None:
         super().__init__()
         from torchvision.models import resnet18
 
-        self.net = resnet18(weights=None, num_classes=num_classes)
+        self.net = resnet18(weights=None, num_classes=num_classes, norm_layer=lambda c: nn.GroupNorm(32, c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - 0.45) / 0.225)
+        return self.net((to_rgb3(to_gray(x)) - 0.45) / 0.225)
 
 
 @torch.no_grad()

@@ -17,11 +17,12 @@ Bi-level variant (HQG+BLO; the paper's bi-level learning, absent from the public
 rather *diagnose* from, and R2C-GAN optimises the same classification jointly), by a ResNet-18
 (:class:`~r2c_core.models.hqg.TaskClassifier`). Lower level: the classifier takes one Adam step on the enhanced
 low-quality images (detached) with their COVID labels; upper level: G's loss carries ``weights.task`` x the
-classifier's cross-entropy on the same enhanced images (a first-order alternation: one lower step per upper
-step, as bi-level enhancement methods do in practice). Swapped steps (a high-quality input made low-quality)
-carry no task terms. ``task_warmup_steps`` train the classifier alone on the current generator's outputs first,
-so G's first task gradients come from a classifier that has learnt something; ``init_from`` starts every network
-from an HQG-Net state (e.g. HQG+BLO fine-tuned from the trained HQG-Net). Its exports hold the classifier too
+classifier's cross-entropy on the same enhanced images, the classifier frozen for that backward (a first-order
+alternation: one lower step per upper step, as bi-level enhancement methods do in practice). Swapped steps (a
+high-quality input made low-quality) carry no task terms. ``task_warmup_steps`` train the classifier alone first,
+on the outputs of G in eval mode (as in use; G's statistics untouched), so G's first task gradients come from a
+classifier that has learnt something; ``init_from`` starts every network from a finished HQG-Net run's state
+when a run starts (e.g. HQG+BLO fine-tuned from the trained HQG-Net; :meth:`HQGTrainer.init_networks`). Its exports hold the classifier too
 (model ``hqg-blo``), which then gives the method its COVID probability.
 
 Exports (``<out>/generator``): the generator and the *reference code*: the style code of the train-split
@@ -96,8 +97,6 @@ class HQGTrainer:
         if cfg.bilevel:
             self.task = TaskClassifier(len(CLASS_NAMES)).to(self.device)
             self.opt_t = torch.optim.Adam(self.task.parameters(), lr=cfg.task_lr or cfg.lr, betas=betas)
-        if cfg.init_from:
-            self._init_networks(cfg.init_from)
         self.steps_per_epoch = data.batches.steps_per_epoch
         self.total_steps = cfg.gan_start + cfg.epochs * self.steps_per_epoch
         self.step = 0
@@ -133,10 +132,16 @@ class HQGTrainer:
         xa, xb, ca, _ = (t.to(self.device) for t in batch)
         if self.step < self.cfg.ae_steps:
             return {"phase": 0.0, "lr": self.cfg.lr, "ae": self._ae_step(torch.cat([xa, xb]))}
-        if self.step < self.cfg.gan_start:  # the bi-level variant's classifier warm-up on the current enhancement
-            with torch.no_grad(), autocast(self.device, self.amp):
-                fake = self.nets.g(xa, self.nets.s(xb, torch.full_like(ca, HIGH_QUALITY)))
-            return {"phase": 2.0, "lr": self.cfg.lr, "task": self._task_step(fake, ca)}
+        if self.step < self.cfg.gan_start:  # the bi-level variant's classifier warm-up on the current enhancement:
+            self.nets.g.eval()  # G and s as they enhance in use, and their BatchNorm statistics left as they are
+            self.nets.s.eval()
+            try:
+                with torch.no_grad(), autocast(self.device, self.amp):
+                    fake = self.nets.g(xa, self.nets.s(xb, torch.full_like(ca, HIGH_QUALITY)))
+            finally:
+                self.nets.g.train()
+                self.nets.s.train()
+            return {"phase": 2.0, "lr": self.cfg.task_lr or self.cfg.lr, "task": self._task_step(fake, ca)}
         lr = self.lr_at(self.step)
         for opt in (self.opt_g, self.opt_d, self.opt_s):
             for group in opt.param_groups:
@@ -150,6 +155,8 @@ class HQGTrainer:
             x_org, y_org, x_ref, y_trg = xb, y_high, xa, y_low
         task = self.task if self.task is not None and not swapped else None
         outputs: dict[str, torch.Tensor] = {}
+        if task is not None:
+            task.requires_grad_(False)  # the upper level: gradients through the classifier to G, none for its weights
         with autocast(self.device, self.amp):
             d_loss, d_terms = discriminator_loss(self.nets, x_org, y_org, x_ref, y_trg, self.cfg.weights)
         self.opt_d.zero_grad(set_to_none=True)
@@ -165,7 +172,8 @@ class HQGTrainer:
         g_loss.backward()
         self.opt_g.step()
         self.opt_s.step()
-        if task is not None:  # the lower level: the classifier on the enhanced images it is meant to read (its loss
+        if task is not None:
+            task.requires_grad_(True)  # the lower level: the classifier on the enhanced images it is meant to read (its loss
             self._task_step(outputs["fake"].detach(), ca)  # before the step equals the upper level's ``task`` term)
         return {"phase": 1.0, "lr": lr, **d_terms, **g_terms}
 
@@ -260,12 +268,19 @@ class HQGTrainer:
         opts = {"opt_ae": self.opt_ae, "opt_g": self.opt_g, "opt_d": self.opt_d, "opt_s": self.opt_s}
         return {**opts, "opt_t": self.opt_t} if self.task is not None else opts
 
-    def _init_networks(self, path: str | Path) -> None:
-        """Every network from an HQG-Net state (the classifier too if that state has one); optimisers start fresh."""
+    def init_networks(self, path: str | Path) -> None:
+        """Every network from a *finished* HQG-Net run's state (the classifier too if that state has one); optimisers
+        and the step count start fresh. :func:`train_hqg` calls it for ``init_from`` when a run starts (not when it
+        resumes: its own state then holds everything)."""
         d = resolve_state_dir(Path(path))
         tensors, cfg = load_checkpoint(d)
         if cfg.get("kind") != STATE_KIND:
             raise CheckpointError(f"{d}: not an HQG-Net training state (kind {cfg.get('kind')!r}), cannot start from it")
+        src = hqg_config_from_dict(cfg.get("training", {}))
+        total = src.gan_start + src.epochs * int(cfg.get("steps_per_epoch", 0))
+        if int(cfg.get("step", 0)) < total:
+            raise CheckpointError(f"{d}: that HQG-Net run has not finished (step {cfg.get('step')} of {total}); "
+                                  "finish it first (python -m r2c_core campaign run --only hqg)")
         for name, module in self._modules().items():
             part = sub_state(tensors, name)
             if name == "task" and not part:
@@ -303,7 +318,10 @@ def train_hqg(cfg: HQGTrainConfig, out_dir: str | Path, *, resume: str | Path | 
     t0 = time.perf_counter()
     data = data or HQGData.from_config(cfg, progress)
     log.info("HQG-Net data ready in %.1f s", time.perf_counter() - t0)
-    return resume_and_run(HQGTrainer(cfg, out_dir, data, progress=progress), resume)
+    trainer = HQGTrainer(cfg, out_dir, data, progress=progress)
+    if cfg.init_from and resume is None:
+        trainer.init_networks(cfg.init_from)
+    return resume_and_run(trainer, resume)
 
 
 __all__ = ["EXPORT_KIND", "HQGData", "HQGTrainConfig", "HQGTrainer", "STATE_KIND", "hqg_config_from_dict", "load_hqg_config",
