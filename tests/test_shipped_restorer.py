@@ -1,0 +1,45 @@
+"""The shipped op-q3 generator (weights/r2c-op-q3) on real X-rays it never saw, as the study shows it (3 passes, full
+size in and out): it keeps the anatomy, really changes the image, and does not damage a blurred + noisy copy. The
+floors are the CPU-training issue's acceptance; the 40-image figures are in docs/RESULTS.md section 8."""
+
+from __future__ import annotations
+
+import pytest
+
+from r2c_core.checkpoints import read_config
+from r2c_core.data import load_manifest, select_split
+from r2c_core.inference import Restorer
+from r2c_core.paths import weights_root
+from r2c_core.restoration_eval import evaluate, spread_rows
+
+pytestmark = pytest.mark.data
+
+SSIM_FLOOR = 0.70  # SSIM of the restored image to the original
+CHANGE_FLOOR = 1.5  # mean grey levels changed beyond the resizing round trip
+PSNR_GAIN_FLOOR = 0.0  # on the degraded copy, after the global grey-level fit, at the size the study shows
+
+
+@pytest.fixture(scope="module")
+def shipped_dir():
+    d = weights_root() / "r2c-op-q3"
+    assert (d / "model.safetensors").is_file(), f"shipped op-q3 weights missing in {d}"
+    return d
+
+
+def test_shipped_op_q3_record_is_chosen_on_validation_and_split_cleanly(shipped_dir) -> None:
+    cfg = read_config(shipped_dir)
+    assert cfg["model"] == "op-q3" and cfg["version"].endswith("-cpu")
+    assert cfg["selection"]["split"].startswith("validation only")
+    assert cfg["selection"]["step"] == cfg["training"]["step"] == cfg["validation"]["step"]
+    assert cfg["validation"]["restoration"]["psnr_gain"] >= 0  # it passed the validation guards
+
+
+def test_shipped_op_q3_restores_real_test_xrays(shipped_dir, cxr_dir) -> None:
+    rows = spread_rows(select_split(load_manifest(cxr_dir / "MANIFEST.csv"), "test"), 6)
+    assert rows["source"].nunique() >= 4  # spread over the sources
+    restorer = Restorer.from_dir(shipped_dir, device="cpu")
+    result = evaluate(restorer, rows, passes=3, seed=0)
+    mean = result["summary"]["mean"]
+    assert mean["ssim_to_original"] >= SSIM_FLOOR, mean
+    assert mean["change"] >= CHANGE_FLOOR, mean
+    assert mean["psnr_restored"] - mean["psnr_degraded"] >= PSNR_GAIN_FLOOR, mean
