@@ -161,9 +161,10 @@ def test_reference_rule_is_the_style_medoid_with_ties_to_the_smallest_id() -> No
         H.style_medoid(_Codes(), [])
 
 
-def _tiny_data(size: int = 128, n: int = 4):
+def _tiny_data(size: int = 128, n: int = 4, val: bool = False):
     from r2c_core.training.hqg import HQGData
     from r2c_core.training.loader import DomainCache, UnpairedBatches
+    from r2c_core.training.r2c_data import ValData
 
     g = torch.Generator().manual_seed(0)
     load = round(size * 286 / 256)
@@ -172,7 +173,11 @@ def _tiny_data(size: int = 128, n: int = 4):
     b = DomainCache([f"b{i}" for i in range(n)], torch.randint(0, 256, (n, load, load), generator=g, dtype=torch.uint8),
                     torch.ones(n, dtype=torch.long))
     refs = [(f"b{i}", torch.rand(3, size, size, generator=g)) for i in range(3)]
-    return HQGData(UnpairedBatches(a, b, size=size, batch_size=2, seed=0), refs, {"file": "synthetic"})
+    vd = None
+    if val:  # 6 validation images, both domains and both classes
+        vd = ValData(torch.randint(0, 256, (6, size, size), generator=g, dtype=torch.uint8), np.array([0, 1, 0, 1, 1, 0]),
+                     [f"v{i}" for i in range(6)], ["A", "A", "A", "B", "B", "B"], ["s"] * 6)
+    return HQGData(UnpairedBatches(a, b, size=size, batch_size=2, seed=0), refs, {"file": "synthetic"}, vd)
 
 
 def test_tiny_training_run_exports_and_resumes_exactly(tmp_path) -> None:

@@ -5,6 +5,7 @@ and inference with the variant's own classifier."""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -60,6 +61,7 @@ def _blo_config(**over):
     from r2c_core.training.hqg import hqg_config_from_dict
 
     return hqg_config_from_dict({"size": 64, "batch_size": 2, "epochs": 1, "ae_steps": 0, "task_warmup_steps": 1,
+                                 "val_restoration": 4, "export_every": 1,
                                  "weights": {"task": 0.1}, "swap_prob": 0.0, "threads": 2, "device": "cpu",
                                  "cpu_amp": False, "reference_limit": 3, "checkpoint_minutes": 0, **over})
 
@@ -69,7 +71,7 @@ def test_bilevel_run_trains_the_classifier_exports_it_and_resumes_exactly(tmp_pa
     from r2c_core.training.hqg import train_hqg
 
     cfg = _blo_config()
-    full = train_hqg(cfg, tmp_path / "full", data=_tiny_data(64), progress=False)
+    full = train_hqg(cfg, tmp_path / "full", data=_tiny_data(64, val=True), progress=False)
     assert full["step"] == 3  # 1 classifier warm-up step, then 1 epoch of 2 GAN steps (64 px: no autoencoder phase)
     rows = list(csv.DictReader((tmp_path / "full" / "train_log.csv").open()))
     assert [r["phase"] for r in rows] == ["2", "1", "1"]
@@ -78,7 +80,7 @@ def test_bilevel_run_trains_the_classifier_exports_it_and_resumes_exactly(tmp_pa
     tensors, config = load_checkpoint(tmp_path / "full" / "generator")
     assert config["model"] == "hqg-blo" and config["task"]["classes"] == ["control", "covid"]
     assert any(k.startswith("task.") for k in tensors) and "reference_code" in tensors
-    part = train_hqg(_blo_config(max_steps=2), tmp_path / "part", data=_tiny_data(64), progress=False)
+    part = train_hqg(_blo_config(max_steps=2), tmp_path / "part", data=_tiny_data(64, val=True), progress=False)
     assert part["step"] == 2
     at2, _ = load_checkpoint(tmp_path / "part" / "state")
     from r2c_core.errors import CheckpointError
@@ -86,7 +88,7 @@ def test_bilevel_run_trains_the_classifier_exports_it_and_resumes_exactly(tmp_pa
 
     with pytest.raises(CheckpointError, match="has not finished"):  # HQG+BLO starts from a finished HQG-Net only
         HQGTrainer(_blo_config(), tmp_path / "ft", _tiny_data(64), progress=False).init_networks(tmp_path / "part")
-    resumed = train_hqg(cfg, tmp_path / "part", resume=tmp_path / "part", data=_tiny_data(64), progress=False)
+    resumed = train_hqg(cfg, tmp_path / "part", resume=tmp_path / "part", data=_tiny_data(64, val=True), progress=False)
     assert resumed["step"] == 3
     a, _ = load_checkpoint(tmp_path / "full" / "state")
     b, _ = load_checkpoint(tmp_path / "part" / "state")
@@ -157,3 +159,31 @@ def test_init_from_applies_when_a_run_starts_not_when_it_resumes(monkeypatch, tm
     T.train_hqg(cfg, tmp_path / "a", data=_tiny_data(64), progress=False)
     T.train_hqg(cfg, tmp_path / "a", resume=tmp_path / "a", data=_tiny_data(64), progress=False)
     assert calls == [("init", "runs/campaign/hqg"), ("run", None), ("run", tmp_path / "a")]
+
+
+def test_validation_records_exports_and_shipping_an_hqg_run(tmp_path) -> None:
+    from r2c_core.checkpoints import load_checkpoint
+    from r2c_core.methods import load_restorer
+    from r2c_core.training import select
+    from r2c_core.training.hqg import train_hqg
+
+    cfg = _blo_config(epochs=2, val_passes=2)
+    train_hqg(cfg, tmp_path / "run", data=_tiny_data(64, val=True), progress=False)
+    recs = [json.loads(line) for line in (tmp_path / "run" / "val_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [3, 5]  # after 1 warm-up step: GAN epochs of 2 steps (the last one at the end)
+    for r in recs:
+        assert 0.0 <= r["all"]["auc"] <= 1.0 and r["n"] == 6 and "auc" in r["domain_A"]
+        rest = r["restoration"]
+        assert rest["n"] == 4 and rest["passes"] == 2 and 0.0 < rest["ssim_to_input"] <= 1.0 and rest["mean_abs_change"] >= 0
+    tensors, config = load_checkpoint(tmp_path / "run" / "exports" / "step-0000003")
+    assert config["validation"]["step"] == 3 and config["weights_dtype"] == "float16"
+    assert all(v.dtype == torch.float16 for k, v in tensors.items() if v.is_floating_point())
+    chosen = select.choose(tmp_path / "run")
+    assert chosen["step"] in (3, 5) and chosen["n_candidates"] == 2
+    dest = tmp_path / "weights" / "hqg-blo"
+    record = select.ship(tmp_path / "run", dest, "v0-test")
+    assert record["split"].startswith("validation only")
+    rest = load_restorer("hqg-blo", tmp_path / "weights", "cpu")
+    img = (np.random.default_rng(0).random((70, 60)) * 255).astype(np.uint8)
+    out = rest.restore(img)
+    assert out.image.shape == img.shape and float(out.probs.sum()) == pytest.approx(1.0, abs=1e-4)

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plan", type=Path, default=Path("configs/campaign-cpu.json"), help="campaign plan JSON (default configs/campaign-cpu.json)")
     p.add_argument("--only", help="run: only this recipe (may run beside the full runner, which then waits for it)")
     p.add_argument("--recipe", help="select/ship: the recipe (e.g. op-q3)")
-    p.add_argument("--to", type=Path, help="ship: destination weights folder (default weights/r2c-<model>)")
+    p.add_argument("--to", type=Path, help="ship: destination weights folder (default weights/r2c-<model>; weights/hqg, weights/hqg-blo for HQG-Net recipes)")
     p.add_argument("--version", default="v1-cpu", help="ship: version recorded in config.json (default v1-cpu)")
     p.add_argument("--step", type=int, help="select/ship: this step's export instead of the rule's choice")
     p.set_defaults(func=cmd_campaign)
@@ -109,14 +109,16 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         from ..training import select
 
         recipe = next((r for r in plan.recipes if r.name == args.recipe), None)
-        if recipe is None or recipe.kind != "r2c":
-            raise R2CError(f"--recipe must name an R2C recipe of the plan ({', '.join(r.name for r in plan.recipes if r.kind == 'r2c')})")
+        if recipe is None or recipe.kind not in ("r2c", "hqg"):
+            names = ", ".join(r.name for r in plan.recipes if r.kind in ("r2c", "hqg"))
+            raise R2CError(f"--recipe must name an R2C-GAN or HQG-Net recipe of the plan ({names})")
         run = campaign.recipe_dir(plan, recipe)
         if args.action == "select":
             chosen = select.choose(run) if args.step is None else next(c for c in select.candidates(run) if c["step"] == args.step)
             print(json.dumps(chosen, indent=2, default=str))
             return 0
-        dest = args.to or campaign.REPO_ROOT / "weights" / f"r2c-{recipe.name}"
+        # R2C-GAN generators in weights/r2c-<model>; HQG-Net and HQG+BLO in weights/hqg, weights/hqg-blo (their method names)
+        dest = args.to or campaign.REPO_ROOT / "weights" / (recipe.name if recipe.kind == "hqg" else f"r2c-{recipe.name}")
         print(json.dumps(select.ship(run, dest, args.version, step=args.step), indent=2, default=str))
         return 0
     if args.action == "stop":

@@ -39,13 +39,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint, sub_state
 from ..errors import CheckpointError
 from ..hqg_losses import HQGNets, discriminator_loss, generator_loss, task_loss
-from ..metrics import nan_to_none
+from ..metrics import nan_to_none, point_metrics
 from ..models import CLASS_NAMES
 from ..models.hqg import (
     HIGH_QUALITY,
@@ -56,12 +57,15 @@ from ..models.hqg import (
     StyleEncoder,
     TaskClassifier,
     style_medoid,
+    to_gray,
+    to_rgb3,
 )
 from ..precision import autocast, use_bf16
 from ..runio import load_optimizers, resolve_state_dir, save_optimizers
 from ..tensors import pick_device
 from .hqg_setup import STATE_KIND, HQGData, HQGTrainConfig, hqg_config_from_dict, load_hqg_config, state_hqg_config
-from .loader import seeded_generator
+from . import restval
+from .loader import seeded_generator, to_input
 from .loop import LoopResult, LoopSettings, RunLoop, resume_and_run
 
 log = logging.getLogger(__name__)
@@ -224,11 +228,17 @@ class HQGTrainer:
     def on_epoch_end(self, last: bool) -> None:
         epoch = (self.step - self.cfg.gan_start) // self.steps_per_epoch
         if self.cfg.export_every and epoch % self.cfg.export_every == 0 and not last:
-            self.export(self.out / "exports" / f"step-{self.step:07d}")
+            code = self.reference_code()
+            self.validate(code)
+            self.export(self.out / "exports" / f"step-{self.step:07d}", code)
 
     def finish(self, result: LoopResult) -> dict[str, Any]:
         self.save_state()
-        gen_dir = self.export()
+        code = self.reference_code()
+        if self.step > self.cfg.gan_start:  # a candidate for choosing on validation, as every epoch export is
+            self.validate(code)
+            self.export(self.out / "exports" / f"step-{self.step:07d}", code)
+        gen_dir = self.export(None, code)
         summary = nan_to_none({"step": self.step, "total_steps": self.total_steps, "stopped_early": result.stopped_early,
                                "steps_run": result.steps_run, "seconds": round(result.seconds, 2),
                                "seconds_per_step": round(result.seconds / max(1, result.steps_run), 4),
@@ -240,9 +250,58 @@ class HQGTrainer:
         return RunLoop(self).run()
 
     # ------------------------------------------------------------------------------------- export / state
-    def export(self, out_dir: str | Path | None = None) -> Path:
-        """The generator and the reference code of the style medoid (see the module doc)."""
+    def reference_code(self) -> torch.Tensor:
+        """The inference reference: the style medoid of the train-split high-quality candidates (its id is kept)."""
         self.reference_id, code = style_medoid(self.nets.s, self.data.references, domain=HIGH_QUALITY)
+        return code
+
+    @torch.no_grad()
+    def validate(self, code: torch.Tensor, batch_size: int = 8) -> dict[str, Any]:
+        """Validation for choosing an export (never the test split), appended to ``<out>/val_log.jsonl``: the
+        restoration metrics of :mod:`~r2c_core.training.restval` on ``val_restoration`` validation images of both
+        domains after ``val_passes`` passes with the reference ``code``; with the bi-level classifier, also its
+        classification of every validation image after one pass (pooled and domain A), as the method reports it."""
+        val = self.data.val
+        if val is None or not (self.cfg.val_restoration or self.task is not None):
+            self.last_val = {}
+            return {}
+        rec: dict[str, Any] = {"step": self.step, "epoch": round(max(0, self.step - self.cfg.gan_start) / self.steps_per_epoch, 3),
+                               "n": len(val.ids)}
+        enhancer = _AsR2CGenerator(self.nets.g, code.to(self.device))
+        if self.task is not None:
+            self.task.eval()
+            probs = []
+            for s in range(0, len(val.ids), batch_size):
+                x = to_input(val.images[s : s + batch_size]).to(self.device)  # [-1, 1], 3 channels
+                with autocast(self.device, self.amp):
+                    y, _ = enhancer.eval()(x)
+                    probs.append(torch.softmax(self.task((y.float() + 1) / 2).float(), dim=1)[:, 1].cpu())
+            enhancer.train()
+            self.task.train()
+            p = torch.cat(probs).numpy()
+            is_a = np.array([d == "A" for d in val.domains])
+            rec["all"] = point_metrics(val.labels, p)
+            rec["domain_A"] = point_metrics(val.labels[is_a], p[is_a])
+        if self.cfg.val_restoration:
+            rec["restoration"] = restval.restoration_metrics(
+                enhancer, restval.pick_images(val.images, val.domains, self.cfg.val_restoration), passes=self.cfg.val_passes,
+                seed=self.cfg.seed, device=self.device, autocast=lambda: autocast(self.device, self.amp))
+        self.last_val = nan_to_none(rec)
+        with open(self.out / "val_log.jsonl", "a") as fh:
+            fh.write(json.dumps(self.last_val) + "\n")
+        r = self.last_val.get("restoration") or {}
+        auc = (self.last_val.get("all") or {}).get("auc")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        with open(self.out / "progress.log", "a") as fh:
+            fh.write(f"{stamp} hqg val @ step {self.step}: " + (f"AUC {auc:.3f} | " if auc is not None else "")
+                     + (f"{r['passes']} pass(es): SSIM to input {r['ssim_to_input']:.3f}, change {r['mean_abs_change']:.2f} "
+                        f"grey levels, blur+noise PSNR {r['psnr_degraded']:.2f} -> {r['psnr_restored']:.2f} dB "
+                        f"({r['psnr_gain']:+.2f})" if r else "") + "\n")
+        return self.last_val
+
+    def export(self, out_dir: str | Path | None = None, code: torch.Tensor | None = None) -> Path:
+        """The generator and the reference code of the style medoid (see the module doc), in ``export_dtype``."""
+        code = self.reference_code() if code is None else code
         tensors = {**{f"g.{k}": v for k, v in self.nets.g.state_dict().items()}, "reference_code": code.cpu()}
         extra: dict[str, Any] = {}
         if self.task is not None:
@@ -257,8 +316,10 @@ class HQGTrainer:
                              "candidates": len(self.data.references)},
                "training": {**self.cfg.to_dict(), "step": self.step, "steps_per_epoch": self.steps_per_epoch,
                             "total_steps": self.total_steps, "device": str(self.device)},
-               "data_split": self.data.split}
-        return save_checkpoint(out_dir or self.out / "generator", tensors, json.loads(json.dumps(cfg, default=str)))
+               "data_split": self.data.split, "validation": getattr(self, "last_val", {}),
+               "weights_dtype": self.cfg.export_dtype}
+        dtype = torch.float16 if self.cfg.export_dtype == "float16" else None
+        return save_checkpoint(out_dir or self.out / "generator", tensors, json.loads(json.dumps(cfg, default=str)), dtype=dtype)
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         mods = {"g": self.nets.g, "ae": self.ae, "s_heads": self.nets.s.heads, "d": self.nets.d}
@@ -310,6 +371,19 @@ class HQGTrainer:
         for k, o in self._optimizers().items():
             o.load_state_dict(opt[k])
         self.step = int(cfg["step"])
+
+
+class _AsR2CGenerator(torch.nn.Module):
+    """HQG-Net's generator with a fixed reference code, seen as an R2C-GAN generator by
+    :mod:`~r2c_core.training.restval`: 3 channels in [-1, 1] in, (the gray result on 3 channels in [-1, 1], None) out."""
+
+    def __init__(self, g: torch.nn.Module, code: torch.Tensor) -> None:
+        super().__init__()
+        self.g, self.code = g, code
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        y = self.g((x + 1) / 2, self.code.to(x.dtype).expand(x.shape[0], -1))
+        return to_rgb3(to_gray(y)) * 2 - 1, None
 
 
 def train_hqg(cfg: HQGTrainConfig, out_dir: str | Path, *, resume: str | Path | None = None,

@@ -51,6 +51,12 @@ class HQGTrainConfig:
     manifest: str = ""
     split_file: str = ""
     limit_per_domain: int = 0
+    #: validation at every export, for choosing on validation: restoration metrics on ``val_restoration`` validation
+    #: images after ``val_passes`` passes (0 = none) and, with the bi-level classifier, its AUC on every one
+    val_restoration: int = 24
+    val_passes: int = 1
+    #: dtype of the exported networks (float16 halves the 146 MB of the float32 generator)
+    export_dtype: str = "float16"
     max_steps: int = 0
     max_minutes: float = 0.0
     checkpoint_every: int = 0
@@ -69,6 +75,8 @@ class HQGTrainConfig:
             raise R2CError("config: batch_size and epochs must be at least 1, swap_prob in [0, 1]")
         if self.weights.task < 0 or self.task_lr < 0 or self.task_warmup_steps < 0:
             raise R2CError("config: weights.task, task_lr and task_warmup_steps must not be negative")
+        if self.export_dtype not in ("float16", "float32"):
+            raise R2CError(f"config: export_dtype must be float16 or float32 (got {self.export_dtype!r})")
         if self.task_warmup_steps and not self.bilevel:
             raise R2CError("config: task_warmup_steps needs the bi-level variant (weights.task > 0)")
         return self
@@ -108,16 +116,18 @@ def state_hqg_config(path: str | Path, overrides: Mapping[str, Any] | None = Non
 
 @dataclass
 class HQGData:
-    """Train batches (A and B at the load size) and the reference candidates (train B at the working size)."""
+    """Train batches (A and B at the load size), the reference candidates (train B at the working size) and the
+    validation images (both domains, working size; ``None`` = no validation)."""
 
     batches: UnpairedBatches
     references: list[tuple[str, torch.Tensor]]
     split: dict[str, Any]
+    val: Any = None
 
     @classmethod
     def from_config(cls, cfg: HQGTrainConfig, progress: bool = True) -> "HQGData":
         from ..data import domain_frame, manifest_and_split, split_info
-        from .r2c_data import _limit
+        from .r2c_data import ValData, _limit
 
         manifest, split, split_path = manifest_and_split(cfg.manifest or None, cfg.split_file or None)
         frames = {d: _limit(domain_frame(manifest, split, "train", d), cfg.limit_per_domain, cfg.seed) for d in ("A", "B")}
@@ -127,9 +137,12 @@ class HQGData:
         refs = _limit(frames["B"], cfg.reference_limit, cfg.seed)
         imgs = decode_resized(list(refs["path"]), cfg.size, "references", progress)
         references = [(str(i), (img.float() / 255.0)[None].expand(3, -1, -1).contiguous()) for i, img in zip(refs["id"], imgs)]
+        validates = cfg.val_restoration > 0 or cfg.bilevel
+        val = ValData.from_split(manifest, split, cfg.size, cfg.limit_per_domain, cfg.seed, progress) if validates else None
         info = split_info(split_path)
-        info["used"] = {"train_A": len(a), "train_B": len(b), "reference_candidates": len(references)}
-        return cls(batches, references, info)
+        info["used"] = {"train_A": len(a), "train_B": len(b), "reference_candidates": len(references),
+                        "val": len(val.ids) if val is not None else 0}
+        return cls(batches, references, info, val)
 
 
 __all__ = ["HQGData", "HQGTrainConfig", "STATE_KIND", "hqg_config_from_dict", "load_hqg_config", "state_hqg_config"]

@@ -35,6 +35,20 @@ class ValData:
     domains: list[str]
     sources: list[str]
 
+    @classmethod
+    def from_split(cls, manifest: pd.DataFrame, split: pd.DataFrame, size: int, limit_per_domain: int, seed: int,
+                   progress: bool = True) -> "ValData | None":
+        """The validation images of both quality domains (at most ``2 * limit_per_domain`` when it is set), decoded at
+        the working size; ``None`` when the split has none."""
+        from ..data import label_index
+
+        rows = pd.concat([domain_frame(manifest, split, "val", d).assign(domain=d) for d in ("A", "B")])
+        rows = _limit(rows.sort_values("id"), 2 * limit_per_domain, seed)
+        if not len(rows):
+            return None
+        return cls(decode_resized(list(rows["path"]), size, "val", progress), label_index(rows["label"]),
+                   list(rows["id"]), list(rows["domain"]), list(rows["source"]))
+
 
 @dataclass
 class TrainData:
@@ -50,16 +64,9 @@ class TrainData:
         a = DomainCache.from_frame(frames["A"], cfg.load_size, "train A", progress)
         b = DomainCache.from_frame(frames["B"], cfg.load_size, "train B", progress)
         batches = UnpairedBatches(a, b, size=cfg.train_crop, batch_size=cfg.batch_size, seed=cfg.seed)
-        val_rows = pd.concat([domain_frame(manifest, split, "val", d).assign(domain=d) for d in ("A", "B")])
-        val_rows = _limit(val_rows.sort_values("id"), 2 * cfg.limit_per_domain, cfg.seed)
-        val = None
-        if len(val_rows):
-            from ..data import label_index
-
-            val = ValData(decode_resized(list(val_rows["path"]), cfg.size, "val", progress), label_index(val_rows["label"]),
-                          list(val_rows["id"]), list(val_rows["domain"]), list(val_rows["source"]))
+        val = ValData.from_split(manifest, split, cfg.size, cfg.limit_per_domain, cfg.seed, progress)
         info = split_info(split_path)
-        info["used"] = {"train_A": len(a), "train_B": len(b), "val": len(val_rows)}
+        info["used"] = {"train_A": len(a), "train_B": len(b), "val": len(val.ids) if val is not None else 0}
         return cls(batches, val, info)
 
 
