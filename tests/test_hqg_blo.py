@@ -178,6 +178,12 @@ def test_validation_records_exports_and_shipping_an_hqg_run(tmp_path) -> None:
     tensors, config = load_checkpoint(tmp_path / "run" / "exports" / "step-0000003")
     assert config["validation"]["step"] == 3 and config["weights_dtype"] == "float16"
     assert all(v.dtype == torch.float16 for k, v in tensors.items() if v.is_floating_point())
+    # validation in the middle of a run changes nothing that training uses: a run stopped after it resumes exactly
+    train_hqg(_blo_config(epochs=2, val_passes=2, max_steps=4), tmp_path / "part", data=_tiny_data(64, val=True), progress=False)
+    train_hqg(cfg, tmp_path / "part", resume=tmp_path / "part", data=_tiny_data(64, val=True), progress=False)
+    a, _ = load_checkpoint(tmp_path / "run" / "state")
+    b, _ = load_checkpoint(tmp_path / "part" / "state")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     chosen = select.choose(tmp_path / "run")
     assert chosen["step"] in (3, 5) and chosen["n_candidates"] == 2
     dest = tmp_path / "weights" / "hqg-blo"

@@ -331,7 +331,8 @@ def style_medoid(style: nn.Module, images: Sequence[tuple[str, torch.Tensor]], *
     try:
         codes = []
         for i in range(0, len(images), batch_size):
-            chunk = torch.stack([img for _, img in images[i:i + batch_size]])
+            device = next(style.parameters(), torch.empty(0)).device
+            chunk = torch.stack([img for _, img in images[i:i + batch_size]]).to(device)
             codes.append(style(chunk, torch.full((chunk.shape[0],), domain, dtype=torch.long)).float())
         code = torch.cat(codes)
     finally:

@@ -105,6 +105,7 @@ class HQGTrainer:
         self.total_steps = cfg.gan_start + cfg.epochs * self.steps_per_epoch
         self.step = 0
         self.reference_id = ""
+        self.last_val: dict[str, Any] = {}
 
     # -------------------------------------------------------------------------------- the run loop's hooks
     def end_step(self) -> int:
@@ -235,7 +236,8 @@ class HQGTrainer:
     def finish(self, result: LoopResult) -> dict[str, Any]:
         self.save_state()
         code = self.reference_code()
-        if self.step > self.cfg.gan_start:  # a candidate for choosing on validation, as every epoch export is
+        if self.step > self.cfg.gan_start and self.last_val.get("step") != self.step:
+            # a candidate for choosing on validation, as every epoch export is (unless this step's export exists)
             self.validate(code)
             self.export(self.out / "exports" / f"step-{self.step:07d}", code)
         gen_dir = self.export(None, code)
@@ -268,6 +270,7 @@ class HQGTrainer:
         rec: dict[str, Any] = {"step": self.step, "epoch": round(max(0, self.step - self.cfg.gan_start) / self.steps_per_epoch, 3),
                                "n": len(val.ids)}
         enhancer = _AsR2CGenerator(self.nets.g, code.to(self.device))
+        modes = {m: m.training for m in (self.nets.g, self.task) if m is not None}  # put back as found
         if self.task is not None:
             self.task.eval()
             probs = []
@@ -276,8 +279,6 @@ class HQGTrainer:
                 with autocast(self.device, self.amp):
                     y, _ = enhancer.eval()(x)
                     probs.append(torch.softmax(self.task((y.float() + 1) / 2).float(), dim=1)[:, 1].cpu())
-            enhancer.train()
-            self.task.train()
             p = torch.cat(probs).numpy()
             is_a = np.array([d == "A" for d in val.domains])
             rec["all"] = point_metrics(val.labels, p)
@@ -286,6 +287,8 @@ class HQGTrainer:
             rec["restoration"] = restval.restoration_metrics(
                 enhancer, restval.pick_images(val.images, val.domains, self.cfg.val_restoration), passes=self.cfg.val_passes,
                 seed=self.cfg.seed, device=self.device, autocast=lambda: autocast(self.device, self.amp))
+        for m, was_training in modes.items():
+            m.train(was_training)
         self.last_val = nan_to_none(rec)
         with open(self.out / "val_log.jsonl", "a") as fh:
             fh.write(json.dumps(self.last_val) + "\n")
@@ -316,7 +319,7 @@ class HQGTrainer:
                              "candidates": len(self.data.references)},
                "training": {**self.cfg.to_dict(), "step": self.step, "steps_per_epoch": self.steps_per_epoch,
                             "total_steps": self.total_steps, "device": str(self.device)},
-               "data_split": self.data.split, "validation": getattr(self, "last_val", {}),
+               "data_split": self.data.split, "validation": self.last_val,
                "weights_dtype": self.cfg.export_dtype}
         dtype = torch.float16 if self.cfg.export_dtype == "float16" else None
         return save_checkpoint(out_dir or self.out / "generator", tensors, json.loads(json.dumps(cfg, default=str)), dtype=dtype)

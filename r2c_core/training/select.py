@@ -54,7 +54,7 @@ def candidates(run: str | Path) -> list[dict[str, Any]]:
         if (d / "config.json").is_file():
             out[int(v["step"])] = {**v, "export": str(d)}
     if not out:
-        raise R2CError(f"{run}: no kept exports (train with keep_exports = true)")
+        raise R2CError(f"{run}: no kept exports (train with keep_exports = true; HQG-Net keeps one per export_every epochs)")
     return [out[k] for k in sorted(out)]
 
 
