@@ -66,6 +66,24 @@ def available_methods(root: Path | None = None, passes_for: dict[str, int] | Non
     return out + (CLASSICAL_METHODS if classical_methods else [])
 
 
+def restorer_from_dir(weights_dir: str | Path, device: str | None = None, *, need_classifier: bool = False) -> Any:
+    """The restorer in a weights folder, by the kind its ``config.json`` names: an R2C-GAN generator
+    (:class:`~r2c_core.inference.Restorer`) or an HQG-Net export (:class:`~r2c_core.hqg_inference.HQGRestorer`).
+    ``need_classifier`` refuses an HQG-Net export without the bi-level variant's classifier (no COVID probability)."""
+    from .checkpoints import read_config
+    from .hqg_inference import KIND as HQG_KIND
+
+    if read_config(weights_dir).get("kind") == HQG_KIND:
+        from .hqg_inference import HQGRestorer
+
+        rest = HQGRestorer.from_dir(weights_dir, device=device)
+        if need_classifier and rest.task is None:
+            raise R2CError(f"{weights_dir}: HQG-Net without a classifier of its own (only the bi-level variant, "
+                           "hqg-blo, classifies)")
+        return rest
+    return Restorer.from_dir(weights_dir, device=device)
+
+
 def load_restorer(model: str, root: Path | None = None, device: str | None = None, classifier: Any | None = None,
                   **options: Any) -> Restorer | classical.ClassicalRestorer:
     """The restorer of a model name (a bundled generator or a classical method; ``classifier`` gives a classical

@@ -193,3 +193,33 @@ def test_validation_records_exports_and_shipping_an_hqg_run(tmp_path) -> None:
     img = (np.random.default_rng(0).random((70, 60)) * 255).astype(np.uint8)
     out = rest.restore(img)
     assert out.image.shape == img.shape and float(out.probs.sum()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_weights_folders_of_either_kind_for_the_cli_and_the_restoration_check(tmp_path) -> None:
+    import pandas as pd
+    from PIL import Image
+
+    from r2c_core.checkpoints import load_checkpoint, save_checkpoint
+    from r2c_core.errors import R2CError
+    from r2c_core.hqg_inference import HQGRestorer
+    from r2c_core.inference import Restorer
+    from r2c_core.methods import restorer_from_dir
+    from r2c_core.paths import weights_root
+    from r2c_core.restoration_eval import evaluate
+
+    root = _export_tiny_hqg(tmp_path / "weights")
+    plain = restorer_from_dir(root / "hqg", "cpu")
+    assert isinstance(plain, HQGRestorer) and plain.task is None
+    with pytest.raises(R2CError, match="without a classifier"):  # `classify` needs one: only HQG+BLO has it
+        restorer_from_dir(root / "hqg", "cpu", need_classifier=True)
+    tensors, cfg = load_checkpoint(root / "hqg")
+    tensors.update({f"task.{k}": v for k, v in H.TaskClassifier(2).state_dict().items()})
+    save_checkpoint(root / "hqg-blo", tensors, {**cfg, "model": "hqg-blo"})
+    assert restorer_from_dir(root / "hqg-blo", "cpu", need_classifier=True).task is not None
+    assert isinstance(restorer_from_dir(weights_root() / "r2c-op-q3", "cpu"), Restorer)
+    # the restoration check (restoration-eval) runs an HQG-Net export as it runs an R2C-GAN generator
+    img = tmp_path / "x.png"
+    Image.fromarray((np.random.default_rng(0).random((90, 80)) * 255).astype(np.uint8)).save(img)
+    result = evaluate(plain, pd.DataFrame({"id": ["x"], "source": ["s"], "path": [str(img)]}), passes=1)
+    assert result["summary"]["n"] == 1 and result["summary"]["model"] == "hqg"
+    assert 0.0 < result["summary"]["mean"]["ssim_to_original"] <= 1.0

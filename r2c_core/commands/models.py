@@ -57,7 +57,7 @@ def cmd_restoration_eval(args: argparse.Namespace) -> int:
         load_split,
         select_split,
     )
-    from ..inference import Restorer
+    from ..methods import restorer_from_dir
     from ..restoration_eval import evaluate, spread_rows
 
     if args.passes < 1:
@@ -70,7 +70,7 @@ def cmd_restoration_eval(args: argparse.Namespace) -> int:
     if rows.empty:
         raise R2CError(f"no images in split {args.split!r}")
     check_images_exist(rows)
-    restorer = Restorer.from_dir(args.weights, device=args.device)
+    restorer = restorer_from_dir(args.weights, device=args.device)
     result = evaluate(restorer, rows, passes=args.passes, seed=args.seed,
                       progress=lambda it: tqdm(it, desc="restoration-eval", unit="img", file=sys.stderr))
     result["summary"].update({"weights": str(args.weights), "split": args.split, "domain": args.domain})

@@ -206,10 +206,10 @@ def classify_manifest(args: argparse.Namespace, load: Callable[[], tuple[Callabl
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from ..inference import Restorer
+    from ..methods import restorer_from_dir
 
     def load() -> tuple[Callable[[list], Any], dict[str, Any]]:
-        r = Restorer.from_dir(args.weights, device=args.device)
+        r = restorer_from_dir(args.weights, device=args.device, need_classifier=True)
         return (lambda grays: r.classify(grays, batch_size=args.batch_size)), {"model": r.model_name, "version": r.config.get("version")}
 
     return classify_manifest(args, load)
