@@ -163,6 +163,14 @@ def test_compact_state_resumes_close_to_the_run(tmp_path):
     r.run()  # and it trains on to the end
     assert r.step == r.total_steps
     assert [ln["step"] for ln in csv.DictReader(open(tmp_path / "fresh" / "train_log.csv"))] == [str(i) for i in range(r.total_steps)]
+    # at the end the compact state (nothing left to resume) is replaced by the finished run's record and its logs
+    assert not (tmp_path / "compact" / "model.safetensors").exists() and not (tmp_path / "compact" / "config.json").exists()
+    assert compact.is_finished_record(tmp_path / "compact")
+    rec = json.loads((tmp_path / "compact" / "finished.json").read_text())
+    assert rec["summary"]["step"] == r.total_steps and rec["model"] == "op-q1" and rec["training"]["crop"] == 16
+    assert len(list(csv.DictReader(open(tmp_path / "compact" / "train_log.csv")))) == r.total_steps
+    with pytest.raises(Exception, match="not finished"):
+        compact.mark_finished(tmp_path / "other", {"step": 2, "total_steps": 9})
 
 
 def test_compact_state_drops_moments_to_fit_and_refuses_when_weights_do_not(tmp_path, caplog):
@@ -265,6 +273,13 @@ def test_campaign_picks_resume_source(tmp_path):
     assert row["state"] == "resumable" and row["step"] == "3/9" and row["epoch"] == 1.0
     (tmp_path / "runs" / "a" / "summary.json").write_text(json.dumps({"step": 9, "total_steps": 9}))
     assert campaign.is_finished(plan, r) and campaign.status(plan)[0]["state"] == "finished"
+    # a fresh machine: no run folder, only the committed record of the finished run where the compact state was
+    (tmp_path / "runs" / "a" / "summary.json").unlink()
+    (tmp_path / "runs" / "a" / "state" / "config.json").unlink()
+    assert not campaign.is_finished(plan, r)
+    compact.mark_finished(tmp_path / "compact", {"step": 9, "total_steps": 9})
+    assert campaign.is_finished(plan, r) and campaign.status(plan)[0]["state"] == "finished"
+    assert not (tmp_path / "compact" / "config.json").exists()
 
 
 def test_campaign_runs_a_queue_on_real_xrays(cxr_dir, tmp_path):
@@ -281,7 +296,7 @@ def test_campaign_runs_a_queue_on_real_xrays(cxr_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     log = (tmp_path / "runs" / "progress.log").read_text()
     assert "tiny: start" in log and "tiny: finished" in log and "val @ step" in log
-    assert (tmp_path / "compact" / "config.json").is_file()
+    assert compact.is_finished_record(tmp_path / "compact") and (tmp_path / "compact" / "val_log.jsonl").is_file()
     status = run("status")
     assert "finished" in status.stdout
     again = run("run")

@@ -4,7 +4,8 @@
 the background under ``nice``) walks the plan's recipes in order. Each recipe trains in its own subprocess, in
 ``<out>/<name>/``:
 
-* finished (its ``summary.json`` says the schedule ran to the end, or the segmenter stopped by itself): skipped;
+* finished (its ``summary.json`` says the schedule ran to the end, or the segmenter stopped by itself, or, on a
+  fresh machine, the committed record of the finished run replaced its compact state): skipped;
 * a full state in ``<out>/<name>/state`` (this machine): resumed exactly;
 * else a compact state committed in the repository (the recipe config's ``compact_state``, e.g.
   ``campaign/op-q3``; a fresh machine): resumed from it (bf16, close to the run, see :mod:`.compact`);
@@ -32,6 +33,7 @@ from typing import Any
 from ..errors import R2CError
 from ..paths import REPO_ROOT
 from ..runio import read_json_object
+from . import compact
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,10 @@ def is_finished(plan: Plan, r: Recipe) -> bool:
     if r.kind == "seg":
         return (d / "finished.json").is_file()
     s = _json(d / "summary.json")
-    return bool(s) and int(s.get("step", 0)) >= int(s.get("total_steps", 1))
+    if bool(s) and int(s.get("step", 0)) >= int(s.get("total_steps", 1)):
+        return True
+    c = compact_dir(r)  # a fresh machine: the record committed where the compact state was (compact.mark_finished)
+    return c is not None and compact.is_finished_record(c)
 
 
 def compact_dir(r: Recipe) -> Path | None:

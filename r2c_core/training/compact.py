@@ -8,6 +8,11 @@ weight and moment is rounded to bf16 once, and the pools start empty.
 
 If the state would exceed its byte budget, Adam moments are left out, the discriminators' first, then the
 generators'; the config records what was kept (``kept``), and a resume then starts those moments from zero.
+
+When a run's schedule ends, its compact state has nothing left to resume: :func:`mark_finished` replaces it by a
+record (``finished.json``: the run's summary and training config) beside the logs, so that a campaign on a fresh
+machine knows the recipe is done and the repository no longer carries its weights (the chosen export ships under
+``weights/``).
 """
 
 from __future__ import annotations
@@ -87,6 +92,44 @@ def copy_logs(src: str | Path, dest: str | Path) -> None:
             tmp = dest / (name + ".tmp")
             shutil.copyfile(src / name, tmp)
             tmp.replace(dest / name)
+
+
+FINISHED = "finished.json"
+
+
+def mark_finished(directory: str | Path, summary: Mapping[str, Any], src: str | Path | None = None) -> Path:
+    """Replace the compact state in ``directory`` by the record of a finished run (its weights and config go).
+
+    ``summary`` is the run's ``summary.json``; it must say the schedule ran to its end. The logs are copied from the
+    run folder ``src`` first (when given), so the record keeps the whole history.
+    """
+    d = Path(directory)
+    if int(summary.get("step", 0)) < int(summary.get("total_steps", 1)):
+        raise CheckpointError(f"{d}: the run is not finished (step {summary.get('step')} of {summary.get('total_steps')})")
+    if src is not None:
+        copy_logs(src, d)
+    d.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"kind": "r2c-finished-run", "summary": dict(summary)}
+    cfg_file = d / "config.json"
+    if cfg_file.is_file():
+        cfg = json.loads(cfg_file.read_text())
+        record.update({k: cfg[k] for k in ("model", "training", "data_split", "code_version") if k in cfg})
+    tmp = d / (FINISHED + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    tmp.replace(d / FINISHED)
+    for name in (WEIGHTS_FILE, "config.json"):
+        (d / name).unlink(missing_ok=True)
+    return d / FINISHED
+
+
+def is_finished_record(directory: str | Path) -> bool:
+    """Whether ``directory`` holds the record of a finished run (:func:`mark_finished`)."""
+    rec = Path(directory) / FINISHED
+    try:
+        s = json.loads(rec.read_text()).get("summary", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+    return int(s.get("step", 0)) >= int(s.get("total_steps", 1))
 
 
 def load(directory: str | Path, tensors: Mapping[str, torch.Tensor], nets: Mapping[str, nn.Module],

@@ -49,7 +49,7 @@ from ..metrics import nan_to_none, point_metrics
 from ..models import R2CGAN
 from ..precision import autocast, use_bf16
 from ..tensors import pick_device
-from . import restval
+from . import compact, restval
 from .config import TrainConfig
 from .loader import (
     seeded_generator,
@@ -274,6 +274,8 @@ class Trainer(WarmStartMixin, StateMixin):
         if not self.is_main:
             return summary
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+        if self.cfg.compact_state and self.step >= self.total_steps:  # nothing left to resume: keep only the record
+            compact.mark_finished(self.cfg.compact_state, json.loads(json.dumps(summary, default=_json_default)), self.out)
         return summary
 
     def _progress(self, text: str, every_s: float = 0.0) -> None:
