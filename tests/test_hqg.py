@@ -193,6 +193,7 @@ def test_tiny_training_run_exports_and_resumes_exactly(tmp_path) -> None:
     assert full["step"] == 3 and not full["stopped_early"]  # 1 autoencoder step + 1 epoch of 2 GAN steps
     rows = list(_csv.DictReader((tmp_path / "full" / "train_log.csv").open()))
     assert [r["phase"] for r in rows] == ["0", "1", "1"] and all(r["r1"] for r in rows[1:])
+    assert [r["epoch"] for r in rows] == ["0", "0", "0"]  # GAN epochs, counted from the end of the pretraining
     tensors, config = load_checkpoint(tmp_path / "full" / "generator")
     assert config["kind"] == EXPORT_KIND and config["reference"]["id"] in {"b0", "b1", "b2"}
     assert tensors["reference_code"].shape == (64,)

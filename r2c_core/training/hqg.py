@@ -128,8 +128,12 @@ class HQGTrainer:
         gan = self.step - self.cfg.gan_start
         return gan > 0 and gan % self.steps_per_epoch == 0
 
+    def epoch_at(self, step: int) -> int:
+        """The GAN epoch of ``step`` (0 during the autoencoder pretraining and the classifier warm-up)."""
+        return max(0, step - self.cfg.gan_start) // self.steps_per_epoch
+
     def lr_at(self, step: int) -> float:
-        epoch = max(0, step - self.cfg.gan_start) // self.steps_per_epoch
+        epoch = self.epoch_at(step)
         halve = self.cfg.lr_halve_epoch and epoch >= self.cfg.lr_halve_epoch
         return self.cfg.lr * (0.5 if halve else 1.0)
 

@@ -114,7 +114,8 @@ def _hook(task: Any, name: str) -> Any:
 
 class RunLoop:
     """Run a :class:`LoopTask` (see the module doc). Optional task hooks: ``at_epoch_end() -> bool`` (default:
-    ``step % steps_per_epoch == 0``), ``on_epoch_end(last: bool)``, ``on_step_end(terms, end)``,
+    ``step % steps_per_epoch == 0``), ``epoch_at(step) -> int`` (the step log's epoch column; default:
+    ``step // steps_per_epoch``), ``on_epoch_end(last: bool)``, ``on_step_end(terms, end)``,
     ``stop_reason() -> str | None`` (checked before each epoch)."""
 
     def __init__(self, task: LoopTask) -> None:
@@ -166,7 +167,8 @@ class RunLoop:
                 ts = time.perf_counter()
                 terms = task.train_step(task.batch_at(task.step))
                 if writer is not None:
-                    writer.writerow({"step": task.step, "epoch": task.step // task.steps_per_epoch,
+                    epoch_at = _hook(task, "epoch_at")
+                    writer.writerow({"step": task.step, "epoch": epoch_at(task.step) if epoch_at else task.step // task.steps_per_epoch,
                                      "seconds": round(time.perf_counter() - ts, 4),
                                      **{k: f"{v:.6g}" for k, v in terms.items()}})
                 task.step += 1
