@@ -10,7 +10,6 @@ import sys
 import tarfile
 from pathlib import Path
 
-import pytest
 import torch
 
 from r2c_core.inference import Restorer, export_generator

@@ -12,7 +12,7 @@ from r2c_core.models import list_models
 from study.db import connect
 from study.export import tidy_votes
 from study.render import DEFAULT_METHODS
-from tests.e2e.harness import GRID_IMGS, sign_in, vote_through, wait_app_idle, wait_votes_sent
+from tests.e2e.harness import GRID_IMGS, sign_in, vote_through, wait_app_idle
 
 pytestmark = pytest.mark.e2e
 
