@@ -1,7 +1,9 @@
-"""Time training steps: R2C-GAN (both generators six passes forward and back, both discriminators, two Adam steps)
-and the lung U-Net (forward, weighted BCE + Dice, backward, Adam), fast path against plain float32, in one run.
+"""Time training steps: R2C-GAN (both generators six passes forward and back, both discriminators, two Adam steps),
+the lung U-Net (forward, weighted BCE + Dice, backward, Adam) and HQG-Net (one GAN step: D with R1, then G and the
+style encoder; and one step of its style-autoencoder pretraining), fast path against plain float32, in one run.
 
     python bench/bench_train.py --device cpu --models op-q3,op-q1,cnn-compact,unet --batches 4 --size 128   # the CPU campaign's crops
+    python bench/bench_train.py --device cpu --models hqg,hqg-ae --batches 1 --size 256 --modes eager,fast   # HQG-Net's recipe
     python bench/bench_train.py --device cuda --batches 1,16,64 --modes eager,fast,fast+compile
 
 Modes: ``eager`` = plain float32 (no fused Adam, no autocast); ``fast`` = bf16 autocast (on CPU only where it is
@@ -55,6 +57,8 @@ def bench_train_steps(model: str, device: torch.device, batches: list[int], size
 
     if model == "unet":
         return bench_unet_steps(device, batches, size, warmup, repeats, modes, smoke)
+    if model in ("hqg", "hqg-ae"):
+        return bench_hqg_steps(model, device, batches, size, warmup, repeats, modes, smoke)
     results = []
     for mode in modes or (list(MODES) if device.type == "cuda" else CPU_MODES):
         for b in batches:
@@ -146,10 +150,63 @@ def bench_unet_steps(device: torch.device, batches: list[int], size: int, warmup
     return results
 
 
+def _profiler_flops(fn) -> float:
+    """FLOPs of one call of ``fn`` as torch.profiler counts them (convolutions and matrix products, backward and
+    double backward included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        fn()
+    return float(sum(e.flops or 0 for e in prof.events()))
+
+
+def bench_hqg_steps(model: str, device: torch.device, batches: list[int], size: int, warmup: int, repeats: int,
+                    modes: list[str] | None = None, smoke: bool = False) -> list[dict]:
+    """HQG-Net's trainer (r2c_core.training.hqg) on synthetic images: ``hqg`` = one GAN step (D step with R1, then
+    G + style encoder), ``hqg-ae`` = one step of the style-autoencoder pretraining. ``size``: a multiple of 64 (its
+    style encoder and discriminator depend on it; the CPU recipe trains at 256, no crops). Modes: eager (float32)
+    and fast (bf16 autocast where native); channels_last and compile are not wired into this trainer."""
+    from r2c_core.training.hqg import HQGData, HQGTrainer, hqg_config_from_dict
+
+    results = []
+    for mode in modes or ["eager", "fast"]:
+        m = MODES[mode]
+        if m["channels_last"] or m.get("compile"):
+            print(json.dumps({"skipped": f"{model} {mode}: not wired into the HQG-Net trainer"}), flush=True)
+            continue
+        for b in batches:
+            n = max(2 * b, 4)
+            cfg = hqg_config_from_dict({"size": size, "batch_size": b, "epochs": 2, "ae_steps": 1 if model == "hqg-ae" else 0,
+                                        "device": str(device), "cpu_amp": bool(m["cpu_amp"]), "reference_limit": 2,
+                                        "checkpoint_minutes": 0, "export_every": 0})
+            g = torch.Generator().manual_seed(0)
+            refs = [(f"b{i}", torch.rand(3, size, size, generator=g)) for i in range(2)]
+            data = HQGData(_data(size, b, n).batches, refs, {})
+            with tempfile.TemporaryDirectory() as tmp:
+                tr = HQGTrainer(cfg, tmp, data, progress=False)
+                tr.step = 0  # the AE phase for hqg-ae (ae_steps 1), the GAN phase for hqg (ae_steps 0)
+                batch = tr.batch_at(0)
+                flops = _profiler_flops(lambda: tr.train_step(batch))  # FlopCounterMode cannot follow R1's autograd.grad
+                for _ in range(warmup):
+                    tr.train_step(batch)
+                times = []
+                for _ in range(repeats):
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    tr.train_step(batch)  # returns python floats: synchronises
+                    times.append(time.perf_counter() - t0)
+                mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+            results.append(_row(model, mode, b, size, statistics.median(times), flops, mem, bf16=tr.amp))
+            if smoke:
+                return results
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--models", default="op-q3", help="comma list of R2C models (op-q3, op-q1, cnn-compact, ...) and unet")
+    ap.add_argument("--models", default="op-q3", help="comma list of R2C models (op-q3, op-q1, cnn-compact, ...), unet, hqg (GAN step), hqg-ae (autoencoder step)")
     ap.add_argument("--modes", default=None, help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--batches", default=None)
     ap.add_argument("--size", type=int, default=256)

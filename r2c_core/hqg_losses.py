@@ -18,11 +18,18 @@ training loop swaps the two roles with probability 0.2.
 
 Choices: images are in [0, 1] (the code maps (x + 1) / 2 on images already in [0, 1]; ``faithful_range=True``
 does the same); the luminance patches are 32 and 64 px (48 and 96 do not divide 256); the SSIM noise comes from a
-seeded generator and variances are clamped at 0 before the square root.
+seeded generator and variances are clamped at 0 before the square root. S, L, the wavelet term and the style
+autoencoder's loss are computed in float32 whatever autocast is on: in bfloat16 a local variance E[a^2] - E[a]^2
+of an X-ray is mostly rounding noise (spacing ~0.002 near 0.25 against variances of 1e-4 to 1e-2), and S then
+came out negative with gradients unrelated to the float32 ones (a review of 2026-12-01, before any HQG-Net run).
+
+Style-autoencoder pretraining (:func:`autoencoder_loss`, the code's ``pre_train.py``): MSE + the mean of
+clamp((1 - SSIM map) / 2, 0, 1), its SSIM on 3 x 3 box windows with reflection padding (:func:`ssim_map_box3`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +85,20 @@ def _unit(x: torch.Tensor, faithful_range: bool) -> torch.Tensor:
     return (x + 1.0) / 2.0 if faithful_range else x
 
 
+def _float32(fn):
+    """Run a loss term in float32 (autocast off, tensor arguments cast): see the module doc."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        dev = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        cast = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+        with torch.autocast(dev, enabled=False):
+            return fn(*cast, **kw)
+
+    return wrapper
+
+
+@_float32
 def structure_term(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1.5, noise_std: float = 0.01,
                    generator: torch.Generator | None = None, faithful_range: bool = False) -> torch.Tensor:
     """SSIM's structure term (sigma_ab + C3) / (sigma_a sigma_b + C3), C3 = (0.03)^2 / 2, with a Gaussian window,
@@ -102,6 +123,7 @@ def structure_loss(a: torch.Tensor, b: torch.Tensor, **kw: Any) -> torch.Tensor:
     return 1.0 - structure_term(a, b, **kw).mean()
 
 
+@_float32
 def luminance_loss(x: torch.Tensor, patch: int, *, faithful_range: bool = False) -> torch.Tensor:
     """Luminance uniformity (StillGAN): over the central crop whose side is the largest multiple of ``patch``, the
     patch means minus the crop mean, bicubically upsampled back to the crop, mean absolute value. 0 for an image of
@@ -124,11 +146,32 @@ def haar_bands(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return (a + b + c + d) / 2, (a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2
 
 
+@_float32
 def wavelet_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """L1 between the Haar high bands (LH, HL, HH) of two images: structure kept, brightness free."""
     _, *ha = haar_bands(a)
     _, *hb = haar_bands(b)
     return sum(F.l1_loss(p, q) for p, q in zip(ha, hb)) / 3
+
+
+@_float32
+def ssim_map_box3(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The SSIM map of the style autoencoder's pretraining in the public code: means, variances and covariance
+    over 3 x 3 box windows on reflection-padded images, C1 = 0.01^2, C2 = 0.03^2; same shape as ``x``."""
+    pad = lambda t: F.pad(t, (1, 1, 1, 1), mode="reflect")  # noqa: E731
+    box = lambda t: F.avg_pool2d(pad(t), 3, stride=1)  # noqa: E731
+    mu_x, mu_y = box(x), box(y)
+    var_x = box(x * x) - mu_x**2
+    var_y = box(y * y) - mu_y**2
+    cov = box(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+
+
+@_float32
+def autoencoder_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The style autoencoder's pretraining loss: MSE + mean(clamp((1 - SSIM) / 2, 0, 1)) (:func:`ssim_map_box3`)."""
+    return F.mse_loss(rec, x) + ((1.0 - ssim_map_box3(rec, x)) / 2).clamp(0, 1).mean()
 
 
 def _f(t: torch.Tensor) -> float:

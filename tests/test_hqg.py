@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
@@ -89,6 +90,43 @@ def test_structure_term_against_an_independent_formula() -> None:
     # flat images: the noise keeps it defined
     flat = torch.full((1, 1, 16, 16), 0.5)
     assert np.isfinite(float(L.structure_loss(flat, flat)))
+
+
+def test_structure_term_is_float32_under_bf16_autocast() -> None:
+    """In bfloat16 the local variances of a smooth X-ray are rounding noise (S came out negative): the term runs in
+    float32 whatever autocast is on, value and gradient alike."""
+    rng = np.random.default_rng(0)
+    a = np.clip(ndimage.gaussian_filter(rng.random((64, 64)), 3) * 4 - 1.5, 0, 1)  # smooth, mid-grey
+    ta = torch.tensor(a, dtype=torch.float32)[None, None]
+    near = (ta + 0.01 * torch.randn(ta.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+
+    def value_and_grad(autocast: bool) -> tuple[float, torch.Tensor]:
+        x = near.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = L.structure_loss(x.to(torch.bfloat16) if autocast else x, ta, noise_std=0.0)
+        out.backward()
+        return float(out.detach()), x.grad
+
+    v32, g32 = value_and_grad(False)
+    v16, g16 = value_and_grad(True)
+    assert v32 > 0 and v16 == pytest.approx(v32, abs=2e-3)  # the input itself rounded to bf16 once, nothing more
+    assert float(F.cosine_similarity(g32.flatten(), g16.float().flatten(), dim=0)) > 0.95
+    assert L.structure_term(ta.to(torch.bfloat16), ta).dtype == torch.float32
+
+
+def test_autoencoder_pretraining_loss_on_constructed_inputs() -> None:
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert float(L.autoencoder_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    assert torch.allclose(L.ssim_map_box3(x, x), torch.ones_like(x), atol=1e-5)
+    # constant images: the variances vanish and SSIM is the luminance term (2cd + C1) / (c^2 + d^2 + C1)
+    c, d = 0.3, 0.7
+    m = L.ssim_map_box3(torch.full((1, 1, 8, 8), c), torch.full((1, 1, 8, 8), d))
+    expect = (2 * c * d + 0.01**2) / (c**2 + d**2 + 0.01**2)
+    assert torch.allclose(m, torch.full_like(m, expect), atol=1e-5)
+    loss = float(L.autoencoder_loss(torch.full((1, 1, 8, 8), c), torch.full((1, 1, 8, 8), d)))
+    assert loss == pytest.approx((c - d) ** 2 + (1 - expect) / 2, rel=1e-4)
+    # anti-correlated texture: (1 - SSIM) / 2 is clamped to [0, 1]
+    assert float(L.autoencoder_loss(x, 1 - x)) <= float(F.mse_loss(x, 1 - x)) + 1.0
 
 
 def test_luminance_term_properties() -> None:

@@ -1,12 +1,13 @@
 """Training HQG-Net on our quality domains, on the shared run loop (:mod:`r2c_core.training.loop`).
 
 Data: the R2C-GAN trainer's unpaired A/B batches (:class:`~r2c_core.training.loader.UnpairedBatches`, train split
-of the split file, load size ``round(size * 286 / 256)``, random flip and ``size`` crop), mapped to [0, 1]. Each
+of the split file), each whole frame resized to ``size`` with a random flip (no zoomed crop: the scale of the
+reference candidates, validation and inference), mapped to [0, 1]. Each
 step takes a low-quality image (domain A, label 0) and a high-quality reference (domain B, label 1); with
 probability ``swap_prob`` (seeded per step) the two roles swap, as in the public code.
 
 Two phases in one run, by step: the first ``ae_steps`` steps pretrain the style autoencoder on both domains
-(MSE + (1 - SSIM), piq's differentiable SSIM), the rest train the GAN: one D step (R1 on real images), then one
+(MSE + the clamped (1 - SSIM) / 2 on 3 x 3 windows, as the code's pre-training), the rest train the GAN: one D step (R1 on real images), then one
 step of G and the style encoder together (:func:`r2c_core.hqg_losses.generator_loss`), three Adams (lr 1e-4,
 betas 0.9 / 0.999), the rate halved from epoch ``lr_halve_epoch`` of the GAN phase. HQG-Net trains at the full
 working size (no smaller crops): its style encoder and discriminator end in a convolution over what is left of
@@ -41,11 +42,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint, sub_state
 from ..errors import CheckpointError
-from ..hqg_losses import HQGNets, discriminator_loss, generator_loss, task_loss
+from ..hqg_losses import HQGNets, autoencoder_loss, discriminator_loss, generator_loss, task_loss
 from ..metrics import nan_to_none, point_metrics
 from ..models import CLASS_NAMES
 from ..models.hqg import (
@@ -164,26 +164,28 @@ class HQGTrainer:
             x_org, y_org, x_ref, y_trg = xb, y_high, xa, y_low
         task = self.task if self.task is not None and not swapped else None
         outputs: dict[str, torch.Tensor] = {}
-        if task is not None:
-            task.requires_grad_(False)  # the upper level: gradients through the classifier to G, none for its weights
         with autocast(self.device, self.amp):
             d_loss, d_terms = discriminator_loss(self.nets, x_org, y_org, x_ref, y_trg, self.cfg.weights)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        self.nets.d.requires_grad_(False)  # G's step needs no gradients for D's weights (2-3 % of a step, same result)
-        with autocast(self.device, self.amp):
-            g_loss, g_terms = generator_loss(self.nets, x_org, y_org, x_ref, y_trg, self.cfg.weights,
-                                             generator=seeded_generator(self.cfg.seed, "hqg-noise", self.step),
-                                             task=task, task_labels=ca, outputs=outputs)
-        self.opt_g.zero_grad(set_to_none=True)
-        self.opt_s.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.nets.d.requires_grad_(True)
+        frozen = [self.nets.d] + ([task] if task is not None else [])  # G's step needs no gradients for D's weights (2-3 %
+        try:  # of a step, same result); the upper level: gradients through the classifier to G, none for its weights
+            for m in frozen:
+                m.requires_grad_(False)
+            with autocast(self.device, self.amp):
+                g_loss, g_terms = generator_loss(self.nets, x_org, y_org, x_ref, y_trg, self.cfg.weights,
+                                                 generator=seeded_generator(self.cfg.seed, "hqg-noise", self.step),
+                                                 task=task, task_labels=ca, outputs=outputs)
+            self.opt_g.zero_grad(set_to_none=True)
+            self.opt_s.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            for m in frozen:
+                m.requires_grad_(True)
         self.opt_g.step()
         self.opt_s.step()
-        if task is not None:
-            task.requires_grad_(True)  # the lower level: the classifier on the enhanced images it is meant to read (its loss
+        if task is not None:  # the lower level: the classifier on the enhanced images it is meant to read (its loss
             self._task_step(outputs["fake"].detach(), ca)  # before the step equals the upper level's ``task`` term)
         return {"phase": 1.0, "lr": lr, **d_terms, **g_terms}
 
@@ -197,12 +199,9 @@ class HQGTrainer:
         return float(loss.detach())
 
     def _ae_step(self, x: torch.Tensor) -> float:
-        import piq
-
         with autocast(self.device, self.amp):
             rec = self.ae(x)
-        rec = rec.float()
-        loss = F.mse_loss(rec, x) + (1.0 - piq.ssim(rec.clamp(0, 1), x, data_range=1.0))
+        loss = autoencoder_loss(rec, x)  # float32, the public code's pre-training loss
         self.opt_ae.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_ae.step()

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import R2CError
 from ..hqg_losses import HQGLossWeights
-from .config import LOAD_RATIO, _build, _merge
+from .config import _build, _merge
 from .loader import DomainCache, UnpairedBatches, decode_resized
 
 STATE_KIND = "hqg-training-state"
@@ -66,7 +66,9 @@ class HQGTrainConfig:
 
     @property
     def load_size(self) -> int:
-        return round(self.size * LOAD_RATIO)
+        """The whole frame resized to the working size (flips only, no zoomed crop): the scale of the reference
+        candidates, of validation and of inference (the code: centre crop + flip at its data's own size)."""
+        return self.size
 
     def validate(self) -> "HQGTrainConfig":
         if self.size % 64:
