@@ -150,14 +150,27 @@ def bench_unet_steps(device: torch.device, batches: list[int], size: int, warmup
     return results
 
 
-def _profiler_flops(fn) -> float:
-    """FLOPs of one call of ``fn`` as torch.profiler counts them (convolutions and matrix products, backward and
-    double backward included)."""
-    from torch.profiler import ProfilerActivity, profile
+def _dispatch_flops(fn) -> float:
+    """FLOPs of one call of ``fn`` by torch.utils.flop_counter's per-operator formulas (forward, backward and double
+    backward alike), counted in a plain dispatch mode: FlopCounterMode's module tracker cannot follow R1's
+    ``autograd.grad``, and the profiler's ``with_flops`` counts forward convolutions only."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
 
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+    class Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    with Count() as c:
         fn()
-    return float(sum(e.flops or 0 for e in prof.events()))
+    return float(c.total)
 
 
 def bench_hqg_steps(model: str, device: torch.device, batches: list[int], size: int, warmup: int, repeats: int,
@@ -168,6 +181,23 @@ def bench_hqg_steps(model: str, device: torch.device, batches: list[int], size: 
     and fast (bf16 autocast where native); channels_last and compile are not wired into this trainer."""
     from r2c_core.training.hqg import HQGData, HQGTrainer, hqg_config_from_dict
 
+    def trainer(b: int, amp: bool, tmp: str) -> HQGTrainer:
+        cfg = hqg_config_from_dict({"size": size, "batch_size": b, "epochs": 2, "ae_steps": 1 if model == "hqg-ae" else 0,
+                                    "device": str(device), "cpu_amp": amp, "reference_limit": 2,
+                                    "checkpoint_minutes": 0, "export_every": 0})
+        g = torch.Generator().manual_seed(0)
+        refs = [(f"b{i}", torch.rand(3, size, size, generator=g)) for i in range(2)]
+        tr = HQGTrainer(cfg, tmp, HQGData(_data(size, b, max(2 * b, 4)).batches, refs, {}), progress=False)
+        tr.step = 0  # the AE phase for hqg-ae (ae_steps 1), the GAN phase for hqg (ae_steps 0)
+        return tr
+
+    # FLOPs of the float32 step, the same for every mode
+    flops_at: dict[int, float] = {}
+    for b in batches:
+        with tempfile.TemporaryDirectory() as tmp:
+            tr = trainer(b, False, tmp)
+            flops_at[b] = _dispatch_flops(lambda: tr.train_step(tr.batch_at(0)))
+            del tr
     results = []
     for mode in modes or ["eager", "fast"]:
         m = MODES[mode]
@@ -175,18 +205,11 @@ def bench_hqg_steps(model: str, device: torch.device, batches: list[int], size: 
             print(json.dumps({"skipped": f"{model} {mode}: not wired into the HQG-Net trainer"}), flush=True)
             continue
         for b in batches:
-            n = max(2 * b, 4)
-            cfg = hqg_config_from_dict({"size": size, "batch_size": b, "epochs": 2, "ae_steps": 1 if model == "hqg-ae" else 0,
-                                        "device": str(device), "cpu_amp": bool(m["cpu_amp"]), "reference_limit": 2,
-                                        "checkpoint_minutes": 0, "export_every": 0})
-            g = torch.Generator().manual_seed(0)
-            refs = [(f"b{i}", torch.rand(3, size, size, generator=g)) for i in range(2)]
-            data = HQGData(_data(size, b, n).batches, refs, {})
+            flops = flops_at[b]
             with tempfile.TemporaryDirectory() as tmp:
-                tr = HQGTrainer(cfg, tmp, data, progress=False)
-                tr.step = 0  # the AE phase for hqg-ae (ae_steps 1), the GAN phase for hqg (ae_steps 0)
+                tr = trainer(b, bool(m["cpu_amp"]), tmp)
                 batch = tr.batch_at(0)
-                flops = _profiler_flops(lambda: tr.train_step(batch))  # FlopCounterMode cannot follow R1's autograd.grad
+                tr.train_step(batch)
                 for _ in range(warmup):
                     tr.train_step(batch)
                 times = []
