@@ -176,9 +176,10 @@ def _dispatch_flops(fn) -> float:
 def bench_hqg_steps(model: str, device: torch.device, batches: list[int], size: int, warmup: int, repeats: int,
                     modes: list[str] | None = None, smoke: bool = False) -> list[dict]:
     """HQG-Net's trainer (r2c_core.training.hqg) on synthetic images: ``hqg`` = one GAN step (D step with R1, then
-    G + style encoder), ``hqg-ae`` = one step of the style-autoencoder pretraining. ``size``: a multiple of 64 (its
-    style encoder and discriminator depend on it; the CPU recipe trains at 256, no crops). Modes: eager (float32)
-    and fast (bf16 autocast where native); channels_last and compile are not wired into this trainer."""
+    G + style encoder), ``hqg-ae`` = one step of the style-autoencoder pretraining. ``size``: a multiple of 64, at
+    least 128 (its style encoder and discriminator depend on it; the CPU recipe trains at 256, no crops). Modes:
+    eager (float32 on CPU; the HQG-Net trainer always uses bf16 on CUDA, the ``bf16`` column says so) and fast (bf16
+    autocast where native); channels_last and compile are not wired into this trainer."""
     from r2c_core.training.hqg import HQGData, HQGTrainer, hqg_config_from_dict
 
     def trainer(b: int, amp: bool, tmp: str) -> HQGTrainer:
@@ -206,6 +207,8 @@ def bench_hqg_steps(model: str, device: torch.device, batches: list[int], size: 
             continue
         for b in batches:
             flops = flops_at[b]
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             with tempfile.TemporaryDirectory() as tmp:
                 tr = trainer(b, bool(m["cpu_amp"]), tmp)
                 batch = tr.batch_at(0)

@@ -91,7 +91,7 @@ def _float32(fn):
     @functools.wraps(fn)
     def wrapper(*args: Any, **kw: Any) -> Any:
         dev = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
-        cast = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+        cast = [a.float() if isinstance(a, torch.Tensor) and a.dtype in (torch.bfloat16, torch.float16) else a for a in args]
         with torch.autocast(dev, enabled=False):
             return fn(*cast, **kw)
 
@@ -239,5 +239,6 @@ def generator_loss(nets: HQGNets, x_org: torch.Tensor, y_org: torch.Tensor, x_re
     return total, terms
 
 
-__all__ = ["HQGLossWeights", "HQGNets", "bce_logits", "discriminator_loss", "gaussian_window", "generator_loss",
-           "haar_bands", "luminance_loss", "r1_penalty", "structure_loss", "structure_term", "task_loss", "wavelet_loss"]
+__all__ = ["HQGLossWeights", "HQGNets", "autoencoder_loss", "bce_logits", "discriminator_loss", "gaussian_window", "generator_loss",
+           "haar_bands", "luminance_loss", "r1_penalty", "ssim_map_box3", "structure_loss", "structure_term", "task_loss",
+           "wavelet_loss"]

@@ -125,8 +125,21 @@ def test_autoencoder_pretraining_loss_on_constructed_inputs() -> None:
     assert torch.allclose(m, torch.full_like(m, expect), atol=1e-5)
     loss = float(L.autoencoder_loss(torch.full((1, 1, 8, 8), c), torch.full((1, 1, 8, 8), d)))
     assert loss == pytest.approx((c - d) ** 2 + (1 - expect) / 2, rel=1e-4)
-    # anti-correlated texture: (1 - SSIM) / 2 is clamped to [0, 1]
-    assert float(L.autoencoder_loss(x, 1 - x)) <= float(F.mse_loss(x, 1 - x)) + 1.0
+    # textures, against an independent SSIM: 3 x 3 box means with mirrored borders (scipy), C1 = 0.01^2, C2 = 0.03^2
+    rng = np.random.default_rng(4)
+    a = ndimage.gaussian_filter(rng.random((24, 24)), 1.0)
+    b = np.clip(a + 0.1 * rng.standard_normal((24, 24)), 0, 1)
+    box = lambda t: ndimage.uniform_filter(t, 3, mode="mirror")  # noqa: E731
+    mu_a, mu_b = box(a), box(b)
+    va, vb, cov = box(a * a) - mu_a**2, box(b * b) - mu_b**2, box(a * b) - mu_a * mu_b
+    ref = ((2 * mu_a * mu_b + 1e-4) * (2 * cov + 9e-4)) / ((mu_a**2 + mu_b**2 + 1e-4) * (va + vb + 9e-4))
+    ta, tb = (torch.tensor(v, dtype=torch.float32)[None, None] for v in (a, b))
+    assert np.allclose(L.ssim_map_box3(ta, tb)[0, 0].numpy(), ref, atol=1e-4)
+    expect_loss = ((a - b) ** 2).mean() + np.clip((1 - ref) / 2, 0, 1).mean()
+    assert float(L.autoencoder_loss(ta, tb)) == pytest.approx(expect_loss, rel=1e-4)
+    # and it is computed in float32 under bf16 autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert L.autoencoder_loss(ta.to(torch.bfloat16), tb).dtype == torch.float32
 
 
 def test_luminance_term_properties() -> None:
@@ -253,6 +266,8 @@ def test_hqg_config_refuses_unknown_keys_and_bad_sizes() -> None:
         hqg_config_from_dict({"learning_rate": 1})
     with pytest.raises(R2CError, match="multiple of 64"):
         hqg_config_from_dict({"size": 100})
+    with pytest.raises(R2CError, match="at least 128"):
+        hqg_config_from_dict({"size": 64})
     assert hqg_config_from_dict({"weights": {"wavelet": 0.2}}).weights.wavelet == 0.2
 
 

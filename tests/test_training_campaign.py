@@ -278,8 +278,18 @@ def test_campaign_picks_resume_source(tmp_path):
     (tmp_path / "runs" / "a" / "state" / "config.json").unlink()
     assert not campaign.is_finished(plan, r)
     compact.mark_finished(tmp_path / "compact", {"step": 9, "total_steps": 9})
-    assert campaign.is_finished(plan, r) and campaign.status(plan)[0]["state"] == "finished"
+    row = campaign.status(plan)[0]
+    assert campaign.is_finished(plan, r) and row["state"] == "finished" and row["step"] == "9/9"
     assert not (tmp_path / "compact" / "config.json").exists()
+    # the recipe trains there again (a new version): the older record no longer holds
+    from torch import nn as _nn
+
+    net = _nn.Linear(2, 2)
+    compact.save(tmp_path / "compact", {"n": net.state_dict()}, {}, {"step": 1}, max_bytes=2**20)
+    assert not compact.is_finished_record(tmp_path / "compact") and not (tmp_path / "compact" / "finished.json").exists()
+    assert not campaign.is_finished(plan, r) and campaign.command(plan, r)[1] == "resume-compact"
+    # relative compact-state paths are the repository's, whatever the working directory
+    assert compact.resolve("campaign/x") == campaign.REPO_ROOT / "campaign" / "x" and compact.resolve(tmp_path) == tmp_path
 
 
 def test_campaign_runs_a_queue_on_real_xrays(cxr_dir, tmp_path):

@@ -274,6 +274,12 @@ def status(plan: Plan) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"recipe": r.name, "kind": r.kind, "dir": str(d)}
         if is_finished(plan, r):
             row["state"] = "finished"
+            c = compact_dir(r)
+            rec = _json(c / compact.FINISHED) if c is not None else None
+            if rec and not (d / "state" / "config.json").is_file():  # a fresh machine: what the committed record says
+                s = rec.get("summary", {})
+                row["step"] = f"{s.get('step')}/{s.get('total_steps')}"
+                row["epoch"] = round(int(s.get("step", 0)) / max(1, int(s.get("steps_per_epoch", 1))), 2)
         elif (d / "state" / "config.json").is_file() or (d / "last").is_dir():
             row["state"] = "resumable"
         elif (c := compact_dir(r)) is not None and (c / "config.json").is_file():

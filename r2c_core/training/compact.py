@@ -28,10 +28,19 @@ from torch import nn
 
 from ..checkpoints import WEIGHTS_FILE, load_state_into, save_checkpoint, sub_state
 from ..errors import CheckpointError
+from ..paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
 KIND = "r2c-compact-state"
+FINISHED = "finished.json"
+
+
+def resolve(directory: str | Path) -> Path:
+    """A compact-state folder from a config (``campaign/op-q3``): relative paths are relative to the repository,
+    whatever the working directory, as the campaign reads them."""
+    d = Path(directory)
+    return d if d.is_absolute() else REPO_ROOT / d
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
@@ -77,7 +86,9 @@ def save(directory: str | Path, nets: Mapping[str, Mapping[str, torch.Tensor]], 
     if len(kept) < len(opts):
         log.info("compact state: left out the Adam moments of %s to stay under %d bytes", sorted(set(opts) - set(kept)), max_bytes)
     meta = {**dict(config), "kind": KIND, "kept": kept, "optimizer_steps": steps, "nets": list(nets), "weights_bytes": size}
-    return save_checkpoint(directory, tensors, json.loads(json.dumps(meta, default=str)))
+    out = save_checkpoint(directory, tensors, json.loads(json.dumps(meta, default=str)))
+    (Path(directory) / FINISHED).unlink(missing_ok=True)  # a run trains here again: an older record no longer holds
+    return out
 
 
 LOGS = ("train_log.csv", "val_log.jsonl", "warm_log.csv", "progress.log")
@@ -92,9 +103,6 @@ def copy_logs(src: str | Path, dest: str | Path) -> None:
             tmp = dest / (name + ".tmp")
             shutil.copyfile(src / name, tmp)
             tmp.replace(dest / name)
-
-
-FINISHED = "finished.json"
 
 
 def mark_finished(directory: str | Path, summary: Mapping[str, Any], src: str | Path | None = None) -> Path:
@@ -123,8 +131,10 @@ def mark_finished(directory: str | Path, summary: Mapping[str, Any], src: str | 
 
 
 def is_finished_record(directory: str | Path) -> bool:
-    """Whether ``directory`` holds the record of a finished run (:func:`mark_finished`)."""
+    """Whether ``directory`` holds the record of a finished run (:func:`mark_finished`) and no newer state."""
     rec = Path(directory) / FINISHED
+    if (Path(directory) / "config.json").is_file():
+        return False
     try:
         s = json.loads(rec.read_text()).get("summary", {})
     except (OSError, json.JSONDecodeError, AttributeError):

@@ -159,6 +159,7 @@ class RunLoop:
         bar = tqdm(total=st.end, initial=task.step, desc=st.desc, unit="step", disable=not (st.progress and st.is_main),
                    dynamic_ncols=True)
         stop = StopSignal()
+        epoch_at = _hook(task, "epoch_at")
         try:
             while task.step < st.end:
                 if self._epoch_end() and (why := self._stop_reason()):
@@ -167,7 +168,6 @@ class RunLoop:
                 ts = time.perf_counter()
                 terms = task.train_step(task.batch_at(task.step))
                 if writer is not None:
-                    epoch_at = _hook(task, "epoch_at")
                     writer.writerow({"step": task.step, "epoch": epoch_at(task.step) if epoch_at else task.step // task.steps_per_epoch,
                                      "seconds": round(time.perf_counter() - ts, 4),
                                      **{k: f"{v:.6g}" for k, v in terms.items()}})

@@ -54,9 +54,10 @@ class StateMixin:
         save_optimizers(d, {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()})
         if self.cfg.compact_state and state_dir is None:
             nets = {name: getattr(self.gan, name).state_dict() for name in NETS}
-            if compact.save(self.cfg.compact_state, nets, {"opt_g": self.opt_g, "opt_d": self.opt_d}, {**cfg, "kind": compact.KIND},
+            where = compact.resolve(self.cfg.compact_state)
+            if compact.save(where, nets, {"opt_g": self.opt_g, "opt_d": self.opt_d}, {**cfg, "kind": compact.KIND},
                             max_bytes=int(self.cfg.compact_state_mib * 2**20)):
-                compact.copy_logs(self.out, self.cfg.compact_state)
+                compact.copy_logs(self.out, where)
         return d
 
     def load_state(self, state_dir: str | Path) -> None:

@@ -275,7 +275,7 @@ class Trainer(WarmStartMixin, StateMixin):
             return summary
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
         if self.cfg.compact_state and self.step >= self.total_steps:  # nothing left to resume: keep only the record
-            compact.mark_finished(self.cfg.compact_state, json.loads(json.dumps(summary, default=_json_default)), self.out)
+            compact.mark_finished(compact.resolve(self.cfg.compact_state), json.loads(json.dumps(summary, default=_json_default)), self.out)
         return summary
 
     def _progress(self, text: str, every_s: float = 0.0) -> None:
