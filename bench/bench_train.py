@@ -177,7 +177,7 @@ def bench_hqg_steps(model: str, device: torch.device, batches: list[int], size: 
                     modes: list[str] | None = None, smoke: bool = False) -> list[dict]:
     """HQG-Net's trainer (r2c_core.training.hqg) on synthetic images: ``hqg`` = one GAN step (D step with R1, then
     G + style encoder), ``hqg-ae`` = one step of the style-autoencoder pretraining. ``size``: a multiple of 64, at
-    least 128 (its style encoder and discriminator depend on it; the CPU recipe trains at 256, no crops). Modes:
+    least 128 for ``hqg-ae`` (its style encoder and discriminator depend on it; the CPU recipe trains at 256, no crops). Modes:
     eager (float32 on CPU; the HQG-Net trainer always uses bf16 on CUDA, the ``bf16`` column says so) and fast (bf16
     autocast where native); channels_last and compile are not wired into this trainer."""
     from r2c_core.training.hqg import HQGData, HQGTrainer, hqg_config_from_dict

@@ -71,8 +71,10 @@ class HQGTrainConfig:
         return self.size
 
     def validate(self) -> "HQGTrainConfig":
-        if self.size % 64 or self.size < 128:  # below 128 the autoencoder's last 3x3 reflection pad has nothing to pad
-            raise R2CError(f"config: size must be a multiple of 64 and at least 128 for HQG-Net (got {self.size})")
+        if self.size % 64:
+            raise R2CError(f"config: size must be a multiple of 64 for HQG-Net (got {self.size})")
+        if self.ae_steps and self.size < 128:  # the autoencoder's decoder reflection-pads a 1 x 1 map at 64 px
+            raise R2CError(f"config: the style-autoencoder pretraining (ae_steps) needs size at least 128 (got {self.size})")
         if self.batch_size < 1 or self.epochs < 1 or not 0.0 <= self.swap_prob <= 1.0:
             raise R2CError("config: batch_size and epochs must be at least 1, swap_prob in [0, 1]")
         if self.weights.task < 0 or self.task_lr < 0 or self.task_warmup_steps < 0:
