@@ -70,21 +70,27 @@ def bench_train_steps(model: str, device: torch.device, batches: list[int], size
                 with FlopCounterMode(display=False) as fc:
                     tr.train_step(batch)
                 flops = float(fc.get_total_flops())
-                for _ in range(warmup):
-                    tr.train_step(batch)
-                times = []
-                for _ in range(repeats):
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    t0 = time.perf_counter()
-                    tr.train_step(batch)  # returns python floats: synchronises
-                    times.append(time.perf_counter() - t0)
-                med = statistics.median(times)
-                mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+                med, mem = _time_steps(lambda: tr.train_step(batch), device, warmup, repeats)
             results.append(_row(model, mode, b, size, med, flops, mem, bf16=tr.amp))
             if smoke:
                 return results
     return results
+
+
+def _time_steps(step, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``step()`` (a training step returning python floats, which synchronises) over ``repeats``
+    after ``warmup`` calls, and the peak GPU memory in MiB (NaN on CPU)."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+    return statistics.median(times), mem
 
 
 def _row(model: str, mode: str, b: int, size: int, med: float, flops: float, mem: float, bf16: bool) -> dict:
@@ -134,17 +140,8 @@ def bench_unet_steps(device: torch.device, batches: list[int], size: int, warmup
             with FlopCounterMode(display=False) as fc:
                 step()
             flops = float(fc.get_total_flops())
-            for _ in range(warmup):
-                step()
-            times = []
-            for _ in range(repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - t0)
-            mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-            results.append(_row("unet", mode, b, size, statistics.median(times), flops, mem, bf16))
+            med, mem = _time_steps(step, device, warmup, repeats)
+            results.append(_row("unet", mode, b, size, med, flops, mem, bf16))
             if smoke:
                 return results
     return results
@@ -213,17 +210,8 @@ def bench_hqg_steps(model: str, device: torch.device, batches: list[int], size: 
                 tr = trainer(b, bool(m["cpu_amp"]), tmp)
                 batch = tr.batch_at(0)
                 tr.train_step(batch)
-                for _ in range(warmup):
-                    tr.train_step(batch)
-                times = []
-                for _ in range(repeats):
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    t0 = time.perf_counter()
-                    tr.train_step(batch)  # returns python floats: synchronises
-                    times.append(time.perf_counter() - t0)
-                mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-            results.append(_row(model, mode, b, size, statistics.median(times), flops, mem, bf16=tr.amp))
+                med, mem = _time_steps(lambda: tr.train_step(batch), device, warmup, repeats)
+            results.append(_row(model, mode, b, size, med, flops, mem, bf16=tr.amp))
             if smoke:
                 return results
     return results

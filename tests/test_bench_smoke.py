@@ -36,3 +36,21 @@ def test_bench_train_unet_and_table(tmp_path, capsys):
     assert [r["mode"] for r in rows] == ["eager", "fast"] and all(r["model"] == "unet" and r["gflop"] > 0 for r in rows)
     table = bt.markdown(rows)
     assert "| unet | eager | no | 2 | 32 |" in table and "1.00x" in table
+
+
+def test_bench_train_hqg_step_and_flops_through_double_backward():
+    import torch
+
+    bt = _load("bench_train")
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    x = torch.rand(1, 4, 8, 8, requires_grad=True)
+    forward = 2 * 4 * 4 * 9 * 8 * 8  # multiply-adds x 2 of one 3x3 convolution
+    assert bt._dispatch_flops(lambda: conv(x).sum().backward()) == 3 * forward  # forward + input and weight gradients
+
+    def r1() -> None:  # a gradient penalty: autograd.grad with create_graph, then backward through it
+        (g,) = torch.autograd.grad(conv(x).pow(2).sum(), x, create_graph=True)
+        g.pow(2).sum().backward()
+
+    assert bt._dispatch_flops(r1) > 3 * forward
+    rows = bt.bench_hqg_steps("hqg", torch.device("cpu"), [1], 64, 0, 1, ["eager"])
+    assert rows[0]["model"] == "hqg" and rows[0]["gflop"] > 10 and rows[0]["images_per_s"] > 0
