@@ -117,6 +117,25 @@ def test_warm_start_learns_identity_and_is_not_repeated_on_resume(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_warm_start_with_the_discriminators(tmp_path):
+    """``warm_start_disc``: both discriminators take LSGAN steps against the warming generators' outputs (logged), with
+    an Adam of their own that is discarded: the GAN's D optimiser starts empty; off, D is untouched."""
+    off = Trainer(cfg(warm_start_steps=6, lr=2e-3, max_steps=1), tmp_path / "off", data(), progress=False)
+    d0 = {k: v.clone() for k, v in off.gan.disc_a.state_dict().items()}
+    off.warm_start()
+    assert all(torch.equal(d0[k], v) for k, v in off.gan.disc_a.state_dict().items())
+    assert all(r["d_loss"] == "nan" for r in csv.DictReader(open(tmp_path / "off" / "warm_log.csv")))
+    on = Trainer(cfg(warm_start_steps=12, warm_start_disc=True, lr=2e-3, max_steps=1), tmp_path / "on", data(), progress=False)
+    on.warm_start()
+    rows = list(csv.DictReader(open(tmp_path / "on" / "warm_log.csv")))
+    d_loss = [float(r["d_loss"]) for r in rows]
+    assert len(d_loss) == 12 and all(np.isfinite(d_loss))
+    assert any(not torch.equal(d0[k], v) for k, v in on.gan.disc_a.state_dict().items())
+    assert not on.opt_d.state_dict()["state"]  # the GAN's D optimiser has not stepped yet
+    on.run()
+    assert float(on.opt_d.state_dict()["state"][0]["step"]) == 1
+
+
 # ------------------------------------------------------------------------------- checkpoints and signals
 def test_timed_checkpoint_and_sigterm_save_the_state(tmp_path, monkeypatch):
     t = Trainer(cfg(checkpoint_minutes=1e-9, export_every=0), tmp_path, data(), progress=False)

@@ -90,6 +90,10 @@ class TrainConfig:
     warm_start_steps: int = 0
     #: weight of the cross-entropy of both generators' class heads during the warm start (0 = identity only)
     warm_start_class: float = 0.0
+    #: also train both discriminators during the warm start (LSGAN terms on the real images against the warming
+    #: generators' detached outputs, an Adam of their own, discarded), so that the GAN starts with discriminators whose
+    #: outputs are near their targets (op-q5's Q=5 discriminators start with outputs in the hundreds)
+    warm_start_disc: bool = False
     #: initialise from earlier weights instead of at random (a fresh run only, never on resume): a training state
     #: or compact state (all four networks) or an exported generator (G_A2B only; the rest stays random)
     init_from: str | None = None
