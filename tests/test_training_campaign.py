@@ -267,6 +267,10 @@ def test_plan_validation(tmp_path):
         with pytest.raises(R2CError, match=msg):
             campaign.Plan.load(p)
     shipped = campaign.Plan.load(campaign.REPO_ROOT / "configs" / "campaign-cpu.json")
+    assert shipped.records == "campaign"
+    # the lung U-Net (finished, shipped) is known as finished from its committed record on any machine
+    lung = [r for r in shipped.recipes if r.name == "lung-unet"][0]
+    assert campaign.compact.is_finished_record(campaign.record_dir(shipped, lung))
     assert [r.name for r in shipped.recipes][:4] == ["op-q3", "cnn-compact", "op-q1", "op-q5"]
     for r in shipped.recipes:
         if r.kind == "r2c":
@@ -307,6 +311,18 @@ def test_campaign_picks_resume_source(tmp_path):
     compact.save(tmp_path / "compact", {"n": net.state_dict()}, {}, {"step": 1}, max_bytes=2**20)
     assert not compact.is_finished_record(tmp_path / "compact") and not (tmp_path / "compact" / "finished.json").exists()
     assert not campaign.is_finished(plan, r) and campaign.command(plan, r)[1] == "resume-compact"
+    # recipes without a compact state (the lung U-Net, HQG-Net): the runner commits a record under <records>/<name>
+    seg = campaign.Recipe("seg", str(rc), "seg")
+    plan2 = campaign.Plan(str(tmp_path / "runs"), (seg,), str(tmp_path / "records"))
+    assert campaign.record_dir(plan2, seg) == tmp_path / "records" / "seg" and not campaign.is_finished(plan2, seg)
+    (tmp_path / "runs" / "seg").mkdir(parents=True)
+    (tmp_path / "runs" / "seg" / "finished.json").write_text(json.dumps({"finished": "2026-11-30T15:50:52Z"}))
+    (tmp_path / "runs" / "seg" / "progress.log").write_text("x stopped: epochs (30); best val Dice 0.95\n")
+    rec = json.loads(campaign.write_finished_record(plan2, seg).read_text())
+    assert rec["finished"] is True and rec["finished_at"] == "2026-11-30T15:50:52Z" and "Dice 0.95" in rec["last_progress"]
+    (tmp_path / "runs" / "seg" / "finished.json").unlink()  # a fresh machine: only the committed record
+    (tmp_path / "runs" / "seg" / "progress.log").unlink()
+    assert campaign.is_finished(plan2, seg) and "Dice 0.95" in campaign.status(plan2)[0]["last"]
     # relative compact-state paths are the repository's, whatever the working directory
     assert compact.resolve("campaign/x") == campaign.REPO_ROOT / "campaign" / "x" and compact.resolve(tmp_path) == tmp_path
 

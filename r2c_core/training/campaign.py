@@ -54,13 +54,15 @@ class Recipe:
 class Plan:
     out: str
     recipes: tuple[Recipe, ...]
+    #: where the records of finished recipes without a compact state are committed (``<records>/<name>/finished.json``)
+    records: str = "campaign"
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
         data = {k: v for k, v in read_json_object(path).items() if not k.startswith("_")}
-        unknown = set(data) - {"out", "recipes"}
+        unknown = set(data) - {"out", "recipes", "records"}
         if unknown:
-            raise R2CError(f"{path}: unknown key(s) {sorted(unknown)} (known: out, recipes)")
+            raise R2CError(f"{path}: unknown key(s) {sorted(unknown)} (known: out, recipes, records)")
         recipes = []
         for i, r in enumerate(data.get("recipes", [])):
             r = {k: v for k, v in r.items() if not k.startswith("_")}
@@ -75,7 +77,7 @@ class Plan:
         names = [r.name for r in recipes]
         if len(set(names)) != len(names):
             raise R2CError(f"{path}: recipe names must be unique")
-        return cls(str(data.get("out", "runs/campaign")), tuple(recipes))
+        return cls(str(data.get("out", "runs/campaign")), tuple(recipes), str(data.get("records", "campaign")))
 
 
 def _abs(p: str | Path) -> Path:
@@ -96,13 +98,20 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 def is_finished(plan: Plan, r: Recipe) -> bool:
     d = recipe_dir(plan, r)
-    if r.kind == "seg":
-        return (d / "finished.json").is_file()
-    s = _json(d / "summary.json")
-    if bool(s) and int(s.get("step", 0)) >= int(s.get("total_steps", 1)):
+    if r.kind == "seg" and (d / "finished.json").is_file():
         return True
-    c = compact_dir(r)  # a fresh machine: the record committed where the compact state was (compact.mark_finished)
-    return c is not None and compact.is_finished_record(c)
+    s = _json(d / "summary.json") if r.kind != "seg" else None
+    if s and int(s.get("step", 0)) >= int(s.get("total_steps", 1)):
+        return True
+    # a fresh machine: the record committed where the compact state was (compact.mark_finished), or for the recipes
+    # without one, in campaign/<name>/ (written by the runner when they finish)
+    return compact.is_finished_record(record_dir(plan, r))
+
+
+def record_dir(plan: Plan, r: Recipe) -> Path:
+    """Where a recipe's committed state or finished-run record lives: its compact state folder, else
+    ``<records>/<name>`` (the plan's ``records``, default ``campaign``, in the repository)."""
+    return compact_dir(r) or _abs(plan.records) / r.name
 
 
 def compact_dir(r: Recipe) -> Path | None:
@@ -213,6 +222,8 @@ class _Runner:
             if r.kind == "seg" and not self.stopping:
                 (d / "finished.json").write_text(json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
             if is_finished(self.plan, r):
+                if r.kind != "r2c" and not (record_dir(self.plan, r) / compact.FINISHED).is_file():
+                    write_finished_record(self.plan, r)  # R2C trainers write theirs (compact.mark_finished)
                 self.note(f"{r.name}: finished")
             elif self.stopping:
                 self.note(f"{r.name}: stopped with its state saved; `campaign run` resumes it")
@@ -222,6 +233,21 @@ class _Runner:
             self.note("every recipe of the plan is done")
         self.pid_file.unlink(missing_ok=True)
         return status
+
+
+def write_finished_record(plan: Plan, r: Recipe) -> Path:
+    """The committed record that ``r`` is done (``campaign/<name>/finished.json``): the run's summary (HQG-Net) or its
+    finish time and last progress line (the lung U-Net), so that a campaign on a fresh machine skips it."""
+    d = recipe_dir(plan, r)
+    summary = _json(d / "summary.json") or {}
+    when = (_json(d / "finished.json") or {}).get("finished") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    record: dict[str, Any] = {"kind": f"{r.kind}-finished-run", "recipe": r.name, "config": r.config, "finished_at": when}
+    if summary:
+        record["summary"] = summary
+    prog = d / "progress.log"
+    if prog.is_file() and (lines := prog.read_text().splitlines()):
+        record["last_progress"] = lines[-1]
+    return compact.write_record(record_dir(plan, r), record)
 
 
 def run(plan: Plan, only: str | None = None) -> int:
@@ -274,12 +300,14 @@ def status(plan: Plan) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"recipe": r.name, "kind": r.kind, "dir": str(d)}
         if is_finished(plan, r):
             row["state"] = "finished"
-            c = compact_dir(r)
-            rec = _json(c / compact.FINISHED) if c is not None else None
+            rec = _json(record_dir(plan, r) / compact.FINISHED)
             if rec and not (d / "state" / "config.json").is_file():  # a fresh machine: what the committed record says
                 s = rec.get("summary", {})
-                row["step"] = f"{s.get('step')}/{s.get('total_steps')}"
-                row["epoch"] = round(int(s.get("step", 0)) / max(1, int(s.get("steps_per_epoch", 1))), 2)
+                if "step" in s:
+                    row["step"] = f"{s.get('step')}/{s.get('total_steps')}"
+                    row["epoch"] = round(int(s.get("step", 0)) / max(1, int(s.get("steps_per_epoch", 1))), 2)
+                if rec.get("last_progress") and not (d / "progress.log").is_file():
+                    row["last"] = rec["last_progress"]
         elif (d / "state" / "config.json").is_file() or (d / "last").is_dir():
             row["state"] = "resumable"
         elif (c := compact_dir(r)) is not None and (c / "config.json").is_file():

@@ -122,11 +122,20 @@ def mark_finished(directory: str | Path, summary: Mapping[str, Any], src: str | 
     if cfg_file.is_file():
         cfg = json.loads(cfg_file.read_text())
         record.update({k: cfg[k] for k in ("model", "training", "data_split", "code_version") if k in cfg})
-    tmp = d / (FINISHED + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    tmp.replace(d / FINISHED)
+    out = write_record(d, record)
     for name in (WEIGHTS_FILE, "config.json"):
         (d / name).unlink(missing_ok=True)
+    return out
+
+
+def write_record(directory: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write ``finished.json`` (atomically) into ``directory``: the record that a campaign recipe is done, for the
+    recipes without a compact state too (the lung U-Net, HQG-Net), so that a fresh machine skips them."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / (FINISHED + ".tmp")
+    tmp.write_text(json.dumps({**dict(record), "finished": True}, indent=2, default=str) + "\n")
+    tmp.replace(d / FINISHED)
     return d / FINISHED
 
 
@@ -136,10 +145,13 @@ def is_finished_record(directory: str | Path) -> bool:
     if (Path(directory) / "config.json").is_file():
         return False
     try:
-        s = json.loads(rec.read_text()).get("summary", {})
+        data = json.loads(rec.read_text())
+        s = data.get("summary", {})
     except (OSError, json.JSONDecodeError, AttributeError):
         return False
-    return int(s.get("step", 0)) >= int(s.get("total_steps", 1))
+    if "step" in s:
+        return int(s["step"]) >= int(s.get("total_steps", 1))
+    return data.get("finished") is True
 
 
 def load(directory: str | Path, tensors: Mapping[str, torch.Tensor], nets: Mapping[str, nn.Module],
