@@ -91,8 +91,9 @@ class TrainConfig:
     #: weight of the cross-entropy of both generators' class heads during the warm start (0 = identity only)
     warm_start_class: float = 0.0
     #: also train both discriminators during the warm start (LSGAN terms on the real images against the warming
-    #: generators' detached outputs, an Adam of their own, discarded), so that the GAN starts with discriminators whose
-    #: outputs are near their targets (op-q5's Q=5 discriminators start with outputs in the hundreds)
+    #: generators' detached outputs, an Adam of their own, discarded). Tried against op-q5's Q=5 discriminators, whose
+    #: scores start in the hundreds to thousands: it shrinks them tenfold but does not keep the warm start's identity
+    #: through the first GAN steps, so no recipe uses it (docs/TRAINING.md, "Discriminator warm-up for op-q5")
     warm_start_disc: bool = False
     #: initialise from earlier weights instead of at random (a fresh run only, never on resume): a training state
     #: or compact state (all four networks) or an exported generator (G_A2B only; the rest stays random)
