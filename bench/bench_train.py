@@ -79,7 +79,9 @@ def bench_train_steps(model: str, device: torch.device, batches: list[int], size
 
 def _time_steps(step, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
     """Median seconds of ``step()`` (a training step returning python floats, which synchronises) over ``repeats``
-    after ``warmup`` calls, and the peak GPU memory in MiB (NaN on CPU)."""
+    after ``warmup`` calls, and the peak GPU memory in MiB of these calls (NaN on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # per row: what is allocated now counts, earlier rows' peaks do not
     for _ in range(warmup):
         step()
     times = []

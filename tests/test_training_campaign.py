@@ -7,9 +7,11 @@ import csv
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,6 +327,76 @@ def test_campaign_picks_resume_source(tmp_path):
     assert campaign.is_finished(plan2, seg) and "Dice 0.95" in campaign.status(plan2)[0]["last"]
     # relative compact-state paths are the repository's, whatever the working directory
     assert compact.resolve("campaign/x") == campaign.REPO_ROOT / "campaign" / "x" and compact.resolve(tmp_path) == tmp_path
+
+
+def test_campaign_repairs_missing_records_and_skips_a_missing_init_from(tmp_path):
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    # an R2C recipe with a compact state whose trainer stopped after its summary but before compact.mark_finished
+    rc = tmp_path / "r.json"
+    rc.write_text(json.dumps({"model": "op-q1", "compact_state": str(tmp_path / "compact")}))
+    # an R2C recipe without a compact state (the deep cnn): only the runner can record it
+    rn = tmp_path / "n.json"
+    rn.write_text(json.dumps({"model": "cnn", "compact_state": None}))
+    # an HQG recipe started from another run's folder that this machine does not have
+    rh = tmp_path / "h.json"
+    rh.write_text(json.dumps({"init_from": str(runs / "hqg"), "epochs": 1}))
+    a, n, h = campaign.Recipe("a", str(rc)), campaign.Recipe("n", str(rn)), campaign.Recipe("h", str(rh), "hqg")
+    plan = campaign.Plan(str(runs), (a, n, h), str(records))
+    compact.save(tmp_path / "compact", {"g": nn.Linear(2, 2).state_dict()}, {}, {"step": 9}, max_bytes=2**20)
+    for r in (a, n):
+        (runs / r.name).mkdir(parents=True)
+        (runs / r.name / "summary.json").write_text(json.dumps({"step": 9, "total_steps": 9, "steps_per_epoch": 3}))
+        (runs / r.name / "train_log.csv").write_text("step\n8\n")
+    assert campaign.is_finished(plan, a) and not campaign.has_record(plan, a) and not campaign.has_record(plan, n)
+    assert campaign.missing_init(h) == runs / "hqg" and campaign.missing_init(a) is None
+    assert campaign.status(plan)[2]["state"] == "not started, needs init_from"
+    # the runner skips the finished recipes, writes their missing records, and passes over the blocked one
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert campaign.run(plan) == 0
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    log = (runs / "progress.log").read_text()
+    assert "a: finished; its missing record written" in log and "n: finished; its missing record written" in log
+    assert "h: cannot start: its init_from" in log and "every recipe of the plan is done" in log
+    assert not (runs / "h" / "stdout.log").exists()
+    assert not (tmp_path / "compact" / "config.json").exists() and not (tmp_path / "compact" / "model.safetensors").exists()
+    assert (tmp_path / "compact" / "train_log.csv").is_file()  # the run's logs kept beside the record
+    # a fresh machine: only the records; a second pass writes nothing
+    shutil.rmtree(runs)
+    assert campaign.is_finished(plan, a) and campaign.is_finished(plan, n)
+    assert campaign.ensure_record(plan, a) is None and campaign.ensure_record(plan, n) is None
+    row = campaign.status(plan)[1]
+    assert row["state"] == "finished" and row["step"] == "9/9" and row["epoch"] == 3.0
+    # a record of another config does not hold: the changed recipe trains again
+    rn2 = tmp_path / "n2.json"
+    rn2.write_text(rn.read_text())
+    plan2 = campaign.Plan(str(runs), (campaign.Recipe("n", str(rn2)),), str(records))
+    assert not campaign.is_finished(plan2, plan2.recipes[0])
+    # HQG-Net summaries have no steps_per_epoch: the status shows no epoch rather than a step count
+    compact.write_record(records / "h", {"config": str(rh), "summary": {"step": 5, "total_steps": 5}})
+    row = campaign.status(plan)[2]
+    assert row["state"] == "finished" and row["step"] == "5/5" and "epoch" not in row
+
+
+def test_mark_finished_removes_the_config_first(tmp_path, monkeypatch):
+    """A crash inside mark_finished must leave a folder that reads as finished, never a config without weights."""
+    compact.save(tmp_path / "c", {"g": nn.Linear(2, 2).state_dict()}, {}, {"step": 9}, max_bytes=2**20)
+    removed = []
+    real_unlink = Path.unlink
+
+    def crash_after_first(self, missing_ok=False):
+        if removed:
+            raise OSError("power cut")
+        removed.append(self.name)
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", crash_after_first)
+    with pytest.raises(OSError, match="power cut"):
+        compact.mark_finished(tmp_path / "c", {"step": 9, "total_steps": 9})
+    monkeypatch.undo()
+    assert removed == ["config.json"] and compact.is_finished_record(tmp_path / "c")
 
 
 def test_campaign_runs_a_queue_on_real_xrays(cxr_dir, tmp_path):

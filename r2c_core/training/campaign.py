@@ -96,16 +96,47 @@ def _json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def is_finished(plan: Plan, r: Recipe) -> bool:
+def finished_here(plan: Plan, r: Recipe) -> bool:
+    """Whether ``r`` ran to the end of its schedule in this machine's run folder."""
     d = recipe_dir(plan, r)
-    if r.kind == "seg" and (d / "finished.json").is_file():
-        return True
-    s = _json(d / "summary.json") if r.kind != "seg" else None
-    if s and int(s.get("step", 0)) >= int(s.get("total_steps", 1)):
-        return True
-    # a fresh machine: the record committed where the compact state was (compact.mark_finished), or for the recipes
-    # without one, in campaign/<name>/ (written by the runner when they finish)
-    return compact.is_finished_record(record_dir(plan, r))
+    if r.kind == "seg":
+        return (d / "finished.json").is_file()
+    s = _json(d / "summary.json")
+    return bool(s) and int(s.get("step", 0)) >= int(s.get("total_steps", 1))
+
+
+def has_record(plan: Plan, r: Recipe) -> bool:
+    """Whether the committed record says ``r`` is done: where its compact state was (compact.mark_finished), or for
+    the recipes without one in ``campaign/<name>/`` (the runner's :func:`write_finished_record`). A runner's record
+    names the recipe's config: a record of another config does not hold (the recipe was changed, it trains again)."""
+    rd = record_dir(plan, r)
+    if not compact.is_finished_record(rd):
+        return False
+    rec = _json(rd / compact.FINISHED) or {}
+    return rec.get("config") in (None, r.config)
+
+
+def is_finished(plan: Plan, r: Recipe) -> bool:
+    return finished_here(plan, r) or has_record(plan, r)
+
+
+def ensure_record(plan: Plan, r: Recipe) -> Path | None:
+    """Write the committed record of a recipe that finished on this machine, if it is missing (the trainer or the
+    runner stopped between the end of the schedule and the record): a compact state becomes the record
+    (compact.mark_finished), the other recipes get :func:`write_finished_record`. Returns the record written."""
+    if not finished_here(plan, r) or has_record(plan, r):
+        return None
+    c = compact_dir(r)
+    if c is not None:
+        return compact.mark_finished(c, _json(recipe_dir(plan, r) / "summary.json") or {}, recipe_dir(plan, r))
+    return write_finished_record(plan, r)
+
+
+def missing_init(r: Recipe) -> Path | None:
+    """The ``init_from`` of ``r``'s config when it names a folder absent from this machine (a run's full state is
+    never committed: on a fresh machine a recipe started from another one's run folder cannot start)."""
+    init = read_json_object(_abs(r.config)).get("init_from")
+    return None if not init or _abs(init).exists() else _abs(init)
 
 
 def record_dir(plan: Plan, r: Recipe) -> Path:
@@ -194,6 +225,8 @@ class _Runner:
             if self.stopping:
                 break
             if is_finished(self.plan, r):
+                if ensure_record(self.plan, r) is not None:
+                    self.note(f"{r.name}: finished; its missing record written ({record_dir(self.plan, r) / compact.FINISHED})")
                 continue
             if self.only is None and _pid_alive(_pid_file(self.plan, r.name)):
                 self.note(f"{r.name}: a runner started with --only {r.name} is training it; waiting for it")
@@ -204,6 +237,11 @@ class _Runner:
             d = recipe_dir(self.plan, r)
             d.mkdir(parents=True, exist_ok=True)
             cmd, how = command(self.plan, r)
+            if how == "start" and (init := missing_init(r)) is not None:
+                self.note(f"{r.name}: cannot start: its init_from {init} is not on this machine (a run's full state "
+                          "is never committed; train the recipe that writes it again on this machine); skipped, the "
+                          "queue goes on")
+                continue
             self.note(f"{r.name}: {how} ({' '.join(cmd[2:])})")
             prog = d / "progress.log"
             pos = prog.stat().st_size if prog.exists() else 0
@@ -222,8 +260,7 @@ class _Runner:
             if r.kind == "seg" and not self.stopping:
                 (d / "finished.json").write_text(json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
             if is_finished(self.plan, r):
-                if r.kind != "r2c" and not (record_dir(self.plan, r) / compact.FINISHED).is_file():
-                    write_finished_record(self.plan, r)  # R2C trainers write theirs (compact.mark_finished)
+                ensure_record(self.plan, r)  # R2C trainers with a compact state write theirs (compact.mark_finished)
                 self.note(f"{r.name}: finished")
             elif self.stopping:
                 self.note(f"{r.name}: stopped with its state saved; `campaign run` resumes it")
@@ -305,13 +342,17 @@ def status(plan: Plan) -> list[dict[str, Any]]:
                 s = rec.get("summary", {})
                 if "step" in s:
                     row["step"] = f"{s.get('step')}/{s.get('total_steps')}"
-                    row["epoch"] = round(int(s.get("step", 0)) / max(1, int(s.get("steps_per_epoch", 1))), 2)
+                    if "steps_per_epoch" in s:  # HQG-Net's summary has none
+                        row["epoch"] = round(int(s["step"]) / max(1, int(s["steps_per_epoch"])), 2)
                 if rec.get("last_progress") and not (d / "progress.log").is_file():
                     row["last"] = rec["last_progress"]
         elif (d / "state" / "config.json").is_file() or (d / "last").is_dir():
             row["state"] = "resumable"
         elif (c := compact_dir(r)) is not None and (c / "config.json").is_file():
             row["state"] = "compact state only"
+        elif (init := missing_init(r)) is not None:
+            row["state"] = "not started, needs init_from"
+            row["last"] = f"init_from {init} is not on this machine (the recipe that writes it must run here first)"
         else:
             row["state"] = "not started"
         st = _json(d / "state" / "config.json") or {}

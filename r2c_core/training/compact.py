@@ -41,6 +41,8 @@ def resolve(directory: str | Path) -> Path:
     whatever the working directory, as the campaign reads them."""
     d = Path(directory)
     return d if d.is_absolute() else REPO_ROOT / d
+
+
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
@@ -123,7 +125,8 @@ def mark_finished(directory: str | Path, summary: Mapping[str, Any], src: str | 
         cfg = json.loads(cfg_file.read_text())
         record.update({k: cfg[k] for k in ("model", "training", "data_split", "code_version") if k in cfg})
     out = write_record(d, record)
-    for name in (WEIGHTS_FILE, "config.json"):
+    # config.json first: a folder with the record and without config.json reads as finished whatever else is left
+    for name in ("config.json", WEIGHTS_FILE):
         (d / name).unlink(missing_ok=True)
     return out
 
