@@ -22,6 +22,9 @@ Stages, each bounded by what is left of ``--budget-s`` (wall clock from the scri
    long, exit codes), ``results.tgz`` (every recipe's summary, logs, validation log, test predictions and metrics)
    and ``generators.tgz`` (each R2C generator as fp16 safetensors + config), split into 15 MiB parts if larger.
 
+HQG-Net (``--recipes hqg --skip-bench``, configs/hqg-gpu.json) runs alone: its fp16 generator fills five of the eight
+files; instead of a classification it gets the restoration check on test images at one pass.
+
 ``--dry-run`` runs the same stages on CPU with a tiny data pack, one training step per recipe and the benchmark's
 smoke mode (the CI test), so the script cannot rot while no GPU is lent.
 
@@ -54,6 +57,9 @@ PART_BYTES = 15 * MIB
 
 R2C_RECIPES = ("op-q3", "op-q5", "op-q1", "cnn-compact", "cnn", "op-q3-noclass")
 BASELINES = ("efficientnet_b4", "efficientnet_b5", "resnet50", "inception_v3")
+#: HQG-Net, the compared method (configs/hqg-gpu.json): a run of its own, since its fp16 generator (73 MB) alone takes
+#: five of the eight files that come back
+HQG_RECIPES = ("hqg",)
 #: restoration modes, cheapest first (bench.json is rewritten after every result, so a bench cut short keeps them)
 BENCH_MODES = ("eager", "bf16+channels_last", "bf16+channels_last+graphs", "compile", "bf16+channels_last+compile+graphs")
 TRAIN_MODES = ("eager", "fast", "fast+cl")
@@ -85,11 +91,12 @@ class Budget:
 
 
 def recipe_kind(name: str) -> str:
-    return "baseline" if name in BASELINES else "r2c"
+    return "baseline" if name in BASELINES else "hqg" if name in HQG_RECIPES else "r2c"
 
 
 def recipe_config(name: str) -> Path:
-    return REPO / "configs" / (f"baseline-{name}.json" if recipe_kind(name) == "baseline" else f"r2c-{name}-gpu.json")
+    kind = recipe_kind(name)
+    return REPO / "configs" / {"baseline": f"baseline-{name}.json", "hqg": f"{name}-gpu.json"}.get(kind, f"r2c-{name}-gpu.json")
 
 
 def recipe_model(name: str) -> str:
@@ -107,7 +114,8 @@ def train_command(py: str, name: str, run_dir: Path, minutes: float, threads: in
                   split_file: Path | None = None) -> list[str]:
     """The training call of one recipe (see the module doc)."""
     kind = recipe_kind(name)
-    cmd = [py, "-m", "r2c_core", "--log-level", "INFO", "train-baseline" if kind == "baseline" else "train",
+    sub = {"baseline": "train-baseline", "hqg": "train-hqg"}.get(kind, "train")
+    cmd = [py, "-m", "r2c_core", "--log-level", "INFO", sub,
            "--config", str(recipe_config(name)), "--out", str(run_dir), "--no-progress",
            "--set", f"max_minutes={minutes:.2f}", "--set", f"threads={threads}"]
     if kind == "r2c":
@@ -117,15 +125,25 @@ def train_command(py: str, name: str, run_dir: Path, minutes: float, threads: in
         cmd += ["--set", "val_restoration=48"]
     if split_file is not None:
         cmd += ["--set", f"split_file={split_file}"]
-    if dry:
+    if dry and kind == "hqg":  # one pretraining step, two GAN steps at the smallest size the pretraining allows
+        cmd += ["--set", "device=cpu", "--set", "size=128", "--set", "ae_steps=1", "--set", "max_steps=3",
+                "--set", "limit_per_domain=4", "--set", "val_restoration=2", "--set", "reference_limit=4"]
+    elif dry:
         cmd += ["--set", "device=cpu", "--set", "max_steps=1", "--set", "compile=false", "--set", "size=96"]
         cmd += ["--set", "limit_per_domain=4", "--set", "batch_size=2", "--set", "val_restoration=2"] if kind == "r2c" else \
                ["--set", "limit_train=8", "--set", "limit_val=8", "--set", "batch_size=4"]
     return cmd
 
 
-def eval_commands(py: str, name: str, run_dir: Path, manifest: Path) -> list[list[str]] | None:
-    """classify the test split with the recipe's final export, then evaluate; None when nothing was exported."""
+def eval_commands(py: str, name: str, run_dir: Path, manifest: Path, limit: int = 40) -> list[list[str]] | None:
+    """classify the test split with the recipe's final export, then evaluate; None when nothing was exported.
+    HQG-Net has no classifier: the restoration check on ``limit`` test images at one pass instead (as shipped)."""
+    if recipe_kind(name) == "hqg":
+        weights = run_dir / "generator"
+        if not (weights / "config.json").is_file():
+            return None
+        return [[py, "-m", "r2c_core", "restoration-eval", "--weights", str(weights), "--manifest", str(manifest), "--split",
+                 "test", "--passes", "1", "--limit", str(limit), "--out", str(run_dir / "restoration_test.json")]]
     if recipe_kind(name) == "baseline":
         weights, classify = run_dir / "classifier", "classify-baseline"
     else:
@@ -245,7 +263,7 @@ def split_file(path: Path, part_bytes: int = PART_BYTES) -> list[Path]:
 
 TOP_FILES = ("bench.log", "bench-compile.log", "split-tiny.csv")
 RESULT_FILES = ("summary.json", "val_log.jsonl", "train_log.csv", "test_metrics.json", "test_preds.csv", "train.log", "eval.log",
-                "last_train.json", "warm_log.csv")
+                "last_train.json", "warm_log.csv", "restoration_test.json")
 
 
 def collect(out: Path, runs: Path, recipes: list[str], plan: dict) -> list[Path]:
@@ -267,6 +285,8 @@ def collect(out: Path, runs: Path, recipes: list[str], plan: dict) -> list[Path]
         g = runs / r / "generator"
         if recipe_kind(r) == "r2c" and (g / "config.json").is_file():
             fp16_generator(g, stage / r)
+        elif recipe_kind(r) == "hqg" and (g / "config.json").is_file():
+            shutil.copytree(g, stage / r)  # exported in fp16 already (its config's export_dtype)
     if stage.is_dir() and any(stage.iterdir()):
         with tarfile.open(out / "generators.tgz", "w:gz") as tar:
             for d in sorted(stage.iterdir()):
@@ -293,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()] or [*R2C_RECIPES, *BASELINES]
     unknown = [r for r in recipes if not recipe_config(r).is_file()]
     if unknown:
-        raise SystemExit(f"error: no recipe {', '.join(unknown)} (configs/r2c-<name>-gpu.json or configs/baseline-<name>.json)")
+        raise SystemExit(f"error: no recipe {', '.join(unknown)} (configs/r2c-<name>-gpu.json, configs/baseline-<name>.json or configs/<hqg>-gpu.json)")
+    if any(recipe_kind(r) == "hqg" for r in recipes) and len(recipes) > 1:
+        raise SystemExit("error: HQG-Net runs alone (--recipes hqg --skip-bench): its fp16 generator takes five of the eight files that come back")
     runs = (args.runs or (Path(tempfile.mkdtemp(prefix="r2c-gpu-dry-")) if args.dry_run else REPO / "runs" / "gpu")).resolve()
     out = args.out.resolve()
     runs.mkdir(parents=True, exist_ok=True)
@@ -327,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     stage("train", t0, max_minutes=round(minutes, 2), threads=threads, exit=codes)
 
     t0 = time.monotonic()
-    evals = {r: c for r in recipes if (c := eval_commands(py, r, runs / r, manifest))}
+    evals = {r: c for r in recipes if (c := eval_commands(py, r, runs / r, manifest, limit=4 if args.dry_run else 40))}
     chained = {r: ["bash", "-c", " && ".join(" ".join(map(_quote, step)) for step in c)] for r, c in evals.items()}
     codes = run_all(chained, {r: runs / r / "eval.log" for r in chained}, max(30.0, budget.left() - budget.collect), env)
     stage("evaluate", t0, exit=codes, missing=[r for r in recipes if r not in evals])

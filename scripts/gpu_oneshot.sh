@@ -5,6 +5,7 @@
 #                                            the checkout (the lung U-Net, the campaign's compact states, screenshots)
 #                                            so that the working tree + .pack fit the device's 64 MiB, and check it
 #   device run: carry [".pack"], timeout_s 600, command:  bash scripts/gpu_oneshot.sh run
+#               (HQG-Net, a window of its own:                 bash scripts/gpu_oneshot.sh run --recipes hqg --skip-bench)
 #   bash scripts/gpu_oneshot.sh restore      here: put the parked files back (always, right after the run)
 #   bash scripts/gpu_oneshot.sh unpack DIR   here: the files that came back -> runs/gpu/ (results) and
 #                                            runs/gpu/generators/ (fp16 generators), then scripts/report_results.py
@@ -75,5 +76,5 @@ case "${1:-}" in
     echo "next: python scripts/report_results.py runs/gpu/*/test_metrics.json"
     ;;
   size) echo "$(( ($(travel_bytes) + $(pack_bytes) + $(whl_bytes)) / 1048576 )) MiB would travel (limit 64 MiB)" ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
 esac

@@ -29,6 +29,14 @@ def test_every_recipe_has_a_config_and_the_paper_set_is_complete():
         cfg = json.loads(gpu.recipe_config(r).read_text())
         assert cfg["device"] == "cuda" and cfg["amp"] is True, r
     assert json.loads(gpu.recipe_config("op-q3-noclass").read_text())["loss"]["lambda_class"] == 0
+    # HQG-Net: its own GPU recipe, the CPU recipe's schedule on CUDA (bf16 autocast there), a valid config
+    from r2c_core.training.hqg_setup import load_hqg_config
+
+    assert gpu.recipe_kind("hqg") == "hqg" and gpu.recipe_config("hqg") == REPO / "configs" / "hqg-gpu.json"
+    hqg, cpu = load_hqg_config(gpu.recipe_config("hqg")), load_hqg_config(REPO / "configs" / "hqg-cpu.json")
+    assert hqg.device == "cuda" and not gpu.is_ablation("hqg")
+    assert (hqg.size, hqg.batch_size, hqg.epochs, hqg.ae_steps, hqg.lr, hqg.lr_halve_epoch) == \
+        (cpu.size, cpu.batch_size, cpu.epochs, cpu.ae_steps, cpu.lr, cpu.lr_halve_epoch)
 
 
 def test_train_commands(tmp_path):
@@ -43,6 +51,13 @@ def test_train_commands(tmp_path):
     base = gpu.train_command("py", "resnet50", tmp_path / "y", 6.5, 2, dry=True, split_file=tmp_path / "s.csv")
     assert base[base.index("--config") - 1] == "train-baseline" and "device=cpu" in base and "max_steps=1" in base and f"split_file={tmp_path / 's.csv'}" in base
     assert not any(c.startswith("init_from=") for c in base)
+    h = gpu.train_command("py", "hqg", tmp_path / "h", 6.5, 16, dry=False)
+    assert h[h.index("--config") - 1] == "train-hqg" and "max_minutes=6.50" in h and not any("device=cpu" in c for c in h)
+    assert not any(c.startswith(("init_from=", "val_restoration=")) for c in h)  # keys of the R2C trainer only
+    hd = gpu.train_command("py", "hqg", tmp_path / "h", 6.5, 1, dry=True)
+    assert "device=cpu" in hd and "size=128" in hd and "ae_steps=1" in hd and not any("compile" in c for c in hd)
+    ev = gpu.eval_commands("py", "hqg", tmp_path / "h", tmp_path / "m.csv")
+    assert ev is None  # nothing exported yet
 
 
 def test_budget_leaves_the_reserves():
@@ -103,3 +118,33 @@ def test_dry_run_every_stage_on_cpu(cxr_dir, tmp_path):
         metrics = json.load(t.extractfile("op-q1/test_metrics.json"))
         assert "f1" in json.dumps(metrics)
         assert "resnet50/test_preds.csv" in t.getnames()
+
+
+def test_dry_run_hqg_alone(cxr_dir, tmp_path):
+    """HQG-Net's GPU run on CPU: one pretraining and two GAN steps, its export, the restoration check on test images,
+    and its fp16 generator brought back in parts that join into a loadable export."""
+    from r2c_core.hqg_inference import HQGRestorer
+
+    mixed = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_oneshot.py"), "--dry-run", "--recipes", "hqg,op-q1",
+                            "--out", str(tmp_path / "x")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert mixed.returncode != 0 and "runs alone" in mixed.stderr
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_oneshot.py"), "--dry-run", "--recipes", "hqg", "--skip-bench",
+                          "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--budget-s", "420"],
+                         cwd=REPO, capture_output=True, text=True, timeout=540)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert plan["stages"]["train"]["exit"] == {"hqg": 0} and plan["stages"]["evaluate"]["exit"] == {"hqg": 0}
+    out = sorted(p.name for p in (tmp_path / "out").iterdir())
+    parts = [n for n in out if n.startswith("generators.tgz.part-")]
+    assert len(out) <= gpu.MAX_FILES and len(parts) >= 4  # 73 MB of fp16 generator in 15 MiB parts
+    assert all((tmp_path / "out" / n).stat().st_size <= gpu.MAX_FILE_BYTES for n in out)
+    with tarfile.open(tmp_path / "out" / "results.tgz") as t:
+        check = json.load(t.extractfile("hqg/restoration_test.json"))
+        assert check["summary"]["n"] >= 1 and "psnr_gain" in check["summary"]["mean"]
+    joined = tmp_path / "generators.tgz"
+    joined.write_bytes(b"".join((tmp_path / "out" / n).read_bytes() for n in parts))
+    with tarfile.open(joined) as t:
+        t.extractall(tmp_path / "g", filter="data")
+    restorer = HQGRestorer.from_dir(tmp_path / "g" / "hqg", device="cpu")
+    img = (torch.rand(150, 140) * 255).to(torch.uint8).numpy()
+    assert restorer.restore(img).image.shape == img.shape
