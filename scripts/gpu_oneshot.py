@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: no recipe {', '.join(unknown)} (configs/r2c-<name>-gpu.json, configs/baseline-<name>.json or configs/<hqg>-gpu.json)")
     if any(recipe_kind(r) == "hqg" for r in recipes) and len(recipes) > 1:
         raise SystemExit("error: HQG-Net runs alone (--recipes hqg --skip-bench): its fp16 generator takes five of the eight files that come back")
+    if any(recipe_kind(r) == "hqg" for r in recipes) and not args.skip_bench:
+        print("HQG-Net: the benchmark is skipped (its two files would not fit beside the generator's parts)", flush=True)
+        args.skip_bench = True
     runs = (args.runs or (Path(tempfile.mkdtemp(prefix="r2c-gpu-dry-")) if args.dry_run else REPO / "runs" / "gpu")).resolve()
     out = args.out.resolve()
     runs.mkdir(parents=True, exist_ok=True)

@@ -128,12 +128,13 @@ def test_dry_run_hqg_alone(cxr_dir, tmp_path):
     mixed = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_oneshot.py"), "--dry-run", "--recipes", "hqg,op-q1",
                             "--out", str(tmp_path / "x")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert mixed.returncode != 0 and "runs alone" in mixed.stderr
-    res = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_oneshot.py"), "--dry-run", "--recipes", "hqg", "--skip-bench",
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_oneshot.py"), "--dry-run", "--recipes", "hqg",
                           "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--budget-s", "420"],
                          cwd=REPO, capture_output=True, text=True, timeout=540)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "the benchmark is skipped" in res.stdout  # its files would not fit beside the generator's parts
     plan = json.loads((tmp_path / "out" / "plan.json").read_text())
-    assert plan["stages"]["train"]["exit"] == {"hqg": 0} and plan["stages"]["evaluate"]["exit"] == {"hqg": 0}
+    assert "bench" not in plan["stages"] and plan["stages"]["train"]["exit"] == {"hqg": 0} and plan["stages"]["evaluate"]["exit"] == {"hqg": 0}
     out = sorted(p.name for p in (tmp_path / "out").iterdir())
     parts = [n for n in out if n.startswith("generators.tgz.part-")]
     assert len(out) <= gpu.MAX_FILES and len(parts) >= 4  # 73 MB of fp16 generator in 15 MiB parts

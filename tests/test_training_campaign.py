@@ -342,7 +342,7 @@ def test_campaign_repairs_missing_records_and_skips_a_missing_init_from(tmp_path
     rh.write_text(json.dumps({"init_from": str(runs / "hqg"), "epochs": 1}))
     a, n, h = campaign.Recipe("a", str(rc)), campaign.Recipe("n", str(rn)), campaign.Recipe("h", str(rh), "hqg")
     plan = campaign.Plan(str(runs), (a, n, h), str(records))
-    compact.save(tmp_path / "compact", {"g": nn.Linear(2, 2).state_dict()}, {}, {"step": 9}, max_bytes=2**20)
+    compact.save(tmp_path / "compact", {"g": nn.Linear(2, 2).state_dict()}, {}, {"step": 9, "total_steps": 9}, max_bytes=2**20)
     for r in (a, n):
         (runs / r.name).mkdir(parents=True)
         (runs / r.name / "summary.json").write_text(json.dumps({"step": 9, "total_steps": 9, "steps_per_epoch": 3}))
@@ -359,7 +359,7 @@ def test_campaign_repairs_missing_records_and_skips_a_missing_init_from(tmp_path
             signal.signal(sig, handler)
     log = (runs / "progress.log").read_text()
     assert "a: finished; its missing record written" in log and "n: finished; its missing record written" in log
-    assert "h: cannot start: its init_from" in log and "every recipe of the plan is done" in log
+    assert "h: cannot start: its init_from" in log and "every recipe of the plan is done except h (could not start)" in log
     assert not (runs / "h" / "stdout.log").exists()
     assert not (tmp_path / "compact" / "config.json").exists() and not (tmp_path / "compact" / "model.safetensors").exists()
     assert (tmp_path / "compact" / "train_log.csv").is_file()  # the run's logs kept beside the record
@@ -369,6 +369,12 @@ def test_campaign_repairs_missing_records_and_skips_a_missing_init_from(tmp_path
     assert campaign.ensure_record(plan, a) is None and campaign.ensure_record(plan, n) is None
     row = campaign.status(plan)[1]
     assert row["state"] == "finished" and row["step"] == "9/9" and row["epoch"] == 3.0
+    # a compact state of another run than the finished one is never turned into its record
+    (runs / "a").mkdir(parents=True)
+    (runs / "a" / "summary.json").write_text(json.dumps({"step": 9, "total_steps": 9}))
+    compact.save(tmp_path / "compact", {"g": nn.Linear(2, 2).state_dict()}, {}, {"step": 4, "total_steps": 20}, max_bytes=2**20)
+    assert campaign.ensure_record(plan, a) is None and (tmp_path / "compact" / "model.safetensors").is_file()
+    shutil.rmtree(runs)
     # a record of another config does not hold: the changed recipe trains again
     rn2 = tmp_path / "n2.json"
     rn2.write_text(rn.read_text())

@@ -127,8 +127,18 @@ def ensure_record(plan: Plan, r: Recipe) -> Path | None:
     if not finished_here(plan, r) or has_record(plan, r):
         return None
     c = compact_dir(r)
+    summary = _json(recipe_dir(plan, r) / "summary.json") or {}
     if c is not None:
-        return compact.mark_finished(c, _json(recipe_dir(plan, r) / "summary.json") or {}, recipe_dir(plan, r))
+        state = _json(c / "config.json")
+        if state is not None and (state.get("step"), state.get("total_steps")) != (summary.get("step"), summary.get("total_steps")):
+            log.warning("%s: %s holds a compact state of another run (step %s of %s) than the finished one here; left as "
+                        "it is", r.name, c, state.get("step"), state.get("total_steps"))
+            return None
+        return compact.mark_finished(c, summary, recipe_dir(plan, r))
+    rec = _json(record_dir(plan, r) / compact.FINISHED)
+    if rec is not None and rec.get("config") not in (None, r.config):
+        log.warning("%s: its record names another config (%s); left as it is", r.name, rec.get("config"))
+        return None
     return write_finished_record(plan, r)
 
 
@@ -221,19 +231,20 @@ class _Runner:
         recipes = [r for r in self.plan.recipes if self.only in (None, r.name)]
         self.note(f"started (pid {os.getpid()}): {', '.join(r.name for r in recipes)}")
         status = 0
+        skipped: list[str] = []
         for r in recipes:
             if self.stopping:
                 break
-            if is_finished(self.plan, r):
-                if ensure_record(self.plan, r) is not None:
-                    self.note(f"{r.name}: finished; its missing record written ({record_dir(self.plan, r) / compact.FINISHED})")
-                continue
             if self.only is None and _pid_alive(_pid_file(self.plan, r.name)):
                 self.note(f"{r.name}: a runner started with --only {r.name} is training it; waiting for it")
                 while _pid_alive(_pid_file(self.plan, r.name)) and not self.stopping:
                     time.sleep(10)
-                if is_finished(self.plan, r) or self.stopping:
+                if self.stopping:
                     continue
+            if is_finished(self.plan, r):
+                if ensure_record(self.plan, r) is not None:
+                    self.note(f"{r.name}: finished; its missing record written ({record_dir(self.plan, r) / compact.FINISHED})")
+                continue
             d = recipe_dir(self.plan, r)
             d.mkdir(parents=True, exist_ok=True)
             cmd, how = command(self.plan, r)
@@ -241,6 +252,7 @@ class _Runner:
                 self.note(f"{r.name}: cannot start: its init_from {init} is not on this machine (a run's full state "
                           "is never committed; train the recipe that writes it again on this machine); skipped, the "
                           "queue goes on")
+                skipped.append(r.name)
                 continue
             self.note(f"{r.name}: {how} ({' '.join(cmd[2:])})")
             prog = d / "progress.log"
@@ -267,7 +279,8 @@ class _Runner:
             else:
                 self.note(f"{r.name}: stopped before the end of its schedule (time limit); continuing with the next recipe")
         else:
-            self.note("every recipe of the plan is done")
+            self.note(f"every recipe of the plan is done except {', '.join(skipped)} (could not start)" if skipped
+                      else "every recipe of the plan is done")
         self.pid_file.unlink(missing_ok=True)
         return status
 
@@ -357,8 +370,9 @@ def status(plan: Plan) -> list[dict[str, Any]]:
             row["state"] = "not started"
         st = _json(d / "state" / "config.json") or {}
         if st:
-            row["step"] = f"{st.get('step')}/{st.get('total_steps')}"
-            row["epoch"] = round(int(st["step"]) / max(1, int(st.get("steps_per_epoch", 1))), 2)
+            row["step"] = f"{st.get('step')}/{st['total_steps']}" if "total_steps" in st else str(st.get("step"))
+            if "steps_per_epoch" in st:  # HQG-Net's state has none (and counts its pretraining steps)
+                row["epoch"] = round(int(st["step"]) / max(1, int(st["steps_per_epoch"])), 2)
         prog = d / "progress.log"
         if prog.is_file():
             lines = prog.read_text().splitlines()

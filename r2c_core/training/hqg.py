@@ -238,13 +238,15 @@ class HQGTrainer:
             self.export(self.out / "exports" / f"step-{self.step:07d}", code)
 
     def finish(self, result: LoopResult) -> dict[str, Any]:
-        self.save_state()
+        # the exports before the state: a stop by SIGTERM may be followed by SIGKILL (the GPU run's stage limit), and the
+        # generator is what must come out of it, not the ~0.9 GB state
         code = self.reference_code()
         if self.step > self.cfg.gan_start and self.last_val.get("step") != self.step:
             # a candidate for choosing on validation, as every epoch export is (unless this step's export exists)
             self.validate(code)
             self.export(self.out / "exports" / f"step-{self.step:07d}", code)
         gen_dir = self.export(None, code)
+        self.save_state()
         summary = nan_to_none({"step": self.step, "total_steps": self.total_steps, "stopped_early": result.stopped_early,
                                "steps_run": result.steps_run, "seconds": round(result.seconds, 2),
                                "seconds_per_step": round(result.seconds / max(1, result.steps_run), 4),
