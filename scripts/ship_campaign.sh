@@ -25,7 +25,8 @@ for r in "$@"; do
     run=runs/campaign/lung-unet
     [ -f "$run/best/model.safetensors" ] || { echo "error: no $run/best" >&2; exit 2; }
     cp "$run/best/model.safetensors" weights/lung-unet/model.safetensors.tmp && mv weights/lung-unet/model.safetensors.tmp weights/lung-unet/model.safetensors
-    cp "$run/best/config.json" weights/lung-unet/config.json
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); d["version"]=sys.argv[2]; json.dump(d,open(sys.argv[3],"w"),indent=2,sort_keys=True)' \
+      "$run/best/config.json" "${LUNG_VERSION:-v1}" weights/lung-unet/config.json
     cp "$run/log.csv" weights/lung-unet/train_log.csv
     "$PY" -m r2c_core segment-eval --weights weights/lung-unet --manifest "$MANIFEST" --split test --per-image "$out/test_per_image.csv" > "$out/test_metrics.json"
     echo "== $r: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps(d.get("human", d)["dice"]))' "$out/test_metrics.json")"
