@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -44,8 +45,15 @@ def save_checkpoint(
     config: Mapping[str, Any],
     *,
     dtype: torch.dtype | None = None,
+    token: str | None = None,
 ) -> Path:
-    """Write ``tensors`` (optionally cast to ``dtype``, e.g. fp16) and ``config`` into ``directory``."""
+    """Write ``tensors`` (optionally cast to ``dtype``, e.g. fp16) and ``config`` into ``directory``.
+
+    Both files are written in full under temporary names first, then renamed into place one after the other, and
+    they carry the same ``save_token`` (the weights in their safetensors metadata, the config as a key): a save cut
+    between the two renames (a SIGKILL) is caught by :func:`load_checkpoint` instead of pairing weights of one save
+    with the config (the step) of another. ``token`` lets a caller tie other files of the same save to it (a training
+    state's ``optim.pt``, :func:`r2c_core.runio.save_training_state`)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     out: dict[str, torch.Tensor] = {}
@@ -59,11 +67,19 @@ def save_checkpoint(
     meta.setdefault("code_version", code_version())
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     meta["weights_dtype"] = str(dtype or next((t.dtype for t in out.values() if t.is_floating_point()), torch.float32)).replace("torch.", "")
-    tmp = d / (WEIGHTS_FILE + ".tmp")
-    save_file(out, str(tmp), metadata={"format": FORMAT})
+    meta["save_token"] = token = token or uuid.uuid4().hex
+    tmp, cfg_tmp = d / (WEIGHTS_FILE + ".tmp"), d / (CONFIG_FILE + ".tmp")
+    save_file(out, str(tmp), metadata={"format": FORMAT, "save_token": token})
+    cfg_tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     tmp.replace(d / WEIGHTS_FILE)
-    (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    cfg_tmp.replace(d / CONFIG_FILE)
     return d
+
+
+def weights_token(path: str | Path) -> str | None:
+    """The ``save_token`` in a safetensors file's metadata (``None`` for files written without one)."""
+    with safe_open(str(path), framework="pt") as fh:
+        return (fh.metadata() or {}).get("save_token")
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -91,8 +107,12 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
         raise CheckpointError(f"{d}: no {WEIGHTS_FILE}")
     try:
         tensors = load_file(str(w), device="cpu")
+        token = weights_token(w)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{w}: not a readable safetensors file ({exc})") from exc
+    if token and cfg.get("save_token") and token != cfg["save_token"]:
+        raise CheckpointError(f"{d}: {WEIGHTS_FILE} and {CONFIG_FILE} come from different saves (a save was cut off "
+                              "between them); use an earlier checkpoint or export")
     return tensors, cfg
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Mapping, Sequence, TextIO
 
-from .checkpoints import read_config
+from .checkpoints import read_config, save_checkpoint
 from .errors import CheckpointError, R2CError
 
 
@@ -59,22 +59,43 @@ def state_training_dict(path: str | Path, kind: str, what: str) -> dict[str, Any
     return cfg["training"]
 
 
-def save_optimizers(state_dir: str | Path, states: Any) -> None:
-    """Write a training state's optimizer states (``optim.pt``) atomically: a crash never leaves half a file."""
+OPTIM_FILE = "optim.pt"
+
+
+def save_training_state(state_dir: str | Path, tensors: Mapping[str, Any], config: Mapping[str, Any], optimizers: Any) -> Path:
+    """Write a training state: networks (``model.safetensors``), ``config.json`` (the step) and the optimizer states
+    (``optim.pt``), all three tied by one ``save_token``. Each file is written in full under a temporary name before
+    any is renamed into place (the optimizers, the largest, first), so a kill while writing leaves the previous state
+    whole, and a kill between the renames is caught on loading (:func:`load_optimizers`,
+    :func:`r2c_core.checkpoints.load_checkpoint`) instead of resuming new weights with old Adam moments."""
+    import uuid
+
     import torch
 
     d = Path(state_dir)
-    tmp = d / "optim.pt.tmp"
-    torch.save(states, tmp)
-    tmp.replace(d / "optim.pt")
+    d.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    tmp = d / (OPTIM_FILE + ".tmp")
+    torch.save({"save_token": token, "optimizers": optimizers}, tmp)
+    save_checkpoint(d, tensors, config, token=token)
+    tmp.replace(d / OPTIM_FILE)
+    return d
 
 
-def load_optimizers(state_dir: str | Path, device: Any) -> Any:
-    """Read ``optim.pt`` of a training state (one-line :class:`CheckpointError` when it is missing or broken)."""
+def load_optimizers(state_dir: str | Path, device: Any, token: str | None = None) -> Any:
+    """Read ``optim.pt`` of a training state (one-line :class:`CheckpointError` when it is missing, broken, or from
+    another save than the state's ``config.json``, whose ``save_token`` is ``token``). States written before the
+    token existed (a bare dict of optimizer states) still load."""
     import torch
 
     d = Path(state_dir)
     try:
-        return torch.load(d / "optim.pt", map_location=device, weights_only=True)
+        data = torch.load(d / OPTIM_FILE, map_location=device, weights_only=True)
     except (OSError, RuntimeError) as exc:
-        raise CheckpointError(f"{d}: cannot read optim.pt ({exc})") from None
+        raise CheckpointError(f"{d}: cannot read {OPTIM_FILE} ({exc})") from None
+    if isinstance(data, dict) and set(data) == {"save_token", "optimizers"}:
+        if token and data["save_token"] != token:
+            raise CheckpointError(f"{d}: {OPTIM_FILE} comes from another save than config.json (a save was cut off "
+                                  "between them); resume from an earlier state")
+        return data["optimizers"]
+    return data

@@ -235,6 +235,7 @@ def test_tiny_training_run_exports_and_resumes_exactly(tmp_path) -> None:
     import csv as _csv
 
     from r2c_core.checkpoints import load_checkpoint
+    from r2c_core.runio import load_optimizers
     from r2c_core.training.hqg import EXPORT_KIND, hqg_config_from_dict, train_hqg
 
     # few steps: every checkpoint of these ~78M-parameter networks is ~0.3 GB to write
@@ -256,6 +257,8 @@ def test_tiny_training_run_exports_and_resumes_exactly(tmp_path) -> None:
     a, _ = load_checkpoint(tmp_path / "full" / "state")
     b, _ = load_checkpoint(tmp_path / "part" / "state")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # past the pretraining the autoencoder's Adam is no longer written (the resume at step 2 went on without it)
+    assert set(load_optimizers(tmp_path / "part" / "state", "cpu")) == {"opt_g", "opt_d", "opt_s"}
 
 
 def test_hqg_config_refuses_unknown_keys_and_bad_sizes() -> None:

@@ -497,3 +497,20 @@ def test_init_from_a_state_or_a_generator_export(tmp_path):
 
     with pytest.raises(CheckpointError, match="model"):
         other.init_from(tmp_path / "src")
+
+
+def test_status_counts_hqg_epochs_from_the_end_of_its_pretraining(tmp_path):
+    runs = tmp_path / "runs"
+    cfg = tmp_path / "h.json"
+    cfg.write_text(json.dumps({"epochs": 20, "ae_steps": 2000}))
+    h = campaign.Recipe("hqg", str(cfg), "hqg")
+    plan = campaign.Plan(str(runs), (h,), str(tmp_path / "records"))
+    state = runs / "hqg" / "state"
+    state.mkdir(parents=True)
+    (state / "config.json").write_text(json.dumps({"kind": "hqg-training-state", "step": 2886, "steps_per_epoch": 443,
+                                                   "training": {"epochs": 20, "ae_steps": 2000, "task_warmup_steps": 0}}))
+    row = campaign.status(plan)[0]
+    assert row["state"].startswith("resumable") and row["step"] == "2886/10860" and row["epoch"] == 2.0
+    (state / "config.json").write_text(json.dumps({"kind": "hqg-training-state", "step": 500, "steps_per_epoch": 443,
+                                                   "training": {"epochs": 20, "ae_steps": 2000}}))
+    assert campaign.status(plan)[0]["epoch"] == 0  # still pretraining the style autoencoder

@@ -22,7 +22,7 @@ from ..precision import autocast, use_bf16
 from ..runio import (
     load_optimizers,
     resolve_state_dir,
-    save_optimizers,
+    save_training_state,
     state_training_dict,
 )
 from ..tensors import NORMALISATION, pick_device
@@ -190,8 +190,7 @@ class BaselineTrainer:
         d = Path(state_dir) if state_dir else self.out / "state"
         cfg = {"kind": STATE_KIND, "model": self.cfg.model, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
                "total_steps": self.total_steps, "training": self.cfg.to_dict(), "best": nan_to_none(self.best), "data_split": self.data.split}
-        save_checkpoint(d, self.model.state_dict(), json.loads(json.dumps(cfg, default=str)))
-        save_optimizers(d, self.opt.state_dict())
+        save_training_state(d, self.model.state_dict(), json.loads(json.dumps(cfg, default=str)), self.opt.state_dict())
         return d
 
     def load_state(self, state_dir: str | Path) -> None:
@@ -204,7 +203,7 @@ class BaselineTrainer:
         if int(cfg.get("steps_per_epoch", -1)) != self.steps_per_epoch:
             raise CheckpointError(f"{d}: steps per epoch differ ({cfg.get('steps_per_epoch')} vs {self.steps_per_epoch}): data or batch size changed")
         load_state_into(self.model, tensors, what=f"{d} ({self.cfg.model})")
-        self.opt.load_state_dict(load_optimizers(d, self.device))
+        self.opt.load_state_dict(load_optimizers(d, self.device, cfg.get("save_token")))
         self.step = int(cfg["step"])
         self.best = dict(cfg.get("best") or self.best)
 

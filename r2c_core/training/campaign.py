@@ -172,7 +172,7 @@ def command(plan: Plan, r: Recipe) -> tuple[list[str], str]:
             return base + ["train-seg", "--resume", str(d), "--out", str(d), *r.args], "resume"
         return base + ["train-seg", "--config", str(_abs(r.config)), "--out", str(d), *r.args], "start"
     tail = ["--out", str(d), "--no-progress", *r.args]
-    if r.kind == "hqg":  # HQG-Net (docs/MODELS.md); its state (~0.9 GB) stays in the run folder, no compact state
+    if r.kind == "hqg":  # HQG-Net (docs/MODELS.md); its state (~1 GB) stays in the run folder, no compact state
         if (d / "state" / "config.json").is_file():
             return base + ["train-hqg", "--resume", str(d), *tail], "resume"
         return base + ["train-hqg", "--config", str(_abs(r.config)), *tail], "start"
@@ -371,8 +371,15 @@ def status(plan: Plan) -> list[dict[str, Any]]:
         st = _json(d / "state" / "config.json") or {}
         if st:
             row["step"] = f"{st.get('step')}/{st['total_steps']}" if "total_steps" in st else str(st.get("step"))
-            if "steps_per_epoch" in st:  # HQG-Net's state has none (and counts its pretraining steps)
-                row["epoch"] = round(int(st["step"]) / max(1, int(st["steps_per_epoch"])), 2)
+            if "steps_per_epoch" in st:
+                step, per = int(st["step"]), max(1, int(st["steps_per_epoch"]))
+                if st.get("kind") == "hqg-training-state":  # GAN epochs count from the end of the pretraining steps
+                    tr = st.get("training") or {}
+                    start = int(tr.get("ae_steps", 0)) + int(tr.get("task_warmup_steps", 0))
+                    row["step"] = f"{step}/{start + int(tr.get('epochs', 0)) * per}" if tr.get("epochs") else str(step)
+                    row["epoch"] = round(max(0, step - start) / per, 2)
+                else:
+                    row["epoch"] = round(step / per, 2)
         prog = d / "progress.log"
         if prog.is_file():
             lines = prog.read_text().splitlines()

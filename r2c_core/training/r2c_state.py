@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoints import load_checkpoint, load_state_into, save_checkpoint, sub_state
+from ..checkpoints import load_checkpoint, load_state_into, sub_state
 from ..errors import CheckpointError
 from ..runio import (
     load_optimizers,
     resolve_state_dir,
-    save_optimizers,
+    save_training_state,
     state_training_dict,
 )
 from . import compact
@@ -50,8 +50,7 @@ class StateMixin:
         cfg = {"kind": STATE_KIND, "model": self.cfg.model, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
                "total_steps": self.total_steps, "warm_done": self.warm_done, "training": self.cfg.to_dict(), "data_split": self.data.split}
         cfg = json.loads(json.dumps(cfg, default=_json_default))
-        save_checkpoint(d, tensors, cfg)
-        save_optimizers(d, {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()})
+        save_training_state(d, tensors, cfg, {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()})
         if self.cfg.compact_state and state_dir is None:
             nets = {name: getattr(self.gan, name).state_dict() for name in NETS}
             where = compact.resolve(self.cfg.compact_state)
@@ -74,7 +73,7 @@ class StateMixin:
             load_state_into(getattr(self.gan, name), sub_state(tensors, name), what=f"{d} ({name})")
         self.pool_a.load_state(tensors.get("pool_a", torch.empty(0)), self.device)
         self.pool_b.load_state(tensors.get("pool_b", torch.empty(0)), self.device)
-        opt = load_optimizers(d, self.device)
+        opt = load_optimizers(d, self.device, cfg.get("save_token"))
         self.opt_g.load_state_dict(opt["opt_g"])
         self.opt_d.load_state_dict(opt["opt_d"])
         self._set_step(d, cfg)
