@@ -98,8 +98,10 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return cfg
 
 
-def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint folder: (tensors on CPU, config dict)."""
+def load_checkpoint(directory: str | Path, *, same_save: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint folder: (tensors on CPU, config dict). ``same_save``: refuse weights and a config written by
+    different saves (their ``save_token`` differ), as training states do before resuming; weights folders are checked
+    by fitting them to their model instead (:func:`load_model`: a config paired by hand with other weights "does not fit")."""
     d = Path(directory)
     cfg = read_config(d)
     w = d / WEIGHTS_FILE
@@ -107,7 +109,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
         raise CheckpointError(f"{d}: no {WEIGHTS_FILE}")
     try:
         tensors = load_file(str(w), device="cpu")
-        token = weights_token(w)
+        token = weights_token(w) if same_save else None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{w}: not a readable safetensors file ({exc})") from exc
     if token and cfg.get("save_token") and token != cfg["save_token"]:

@@ -195,7 +195,7 @@ class BaselineTrainer:
 
     def load_state(self, state_dir: str | Path) -> None:
         d = resolve_state_dir(state_dir)
-        tensors, cfg = load_checkpoint(d)
+        tensors, cfg = load_checkpoint(d, same_save=True)
         if cfg.get("kind") != STATE_KIND:
             raise CheckpointError(f"{d}: not a baseline training state (kind {cfg.get('kind')!r})")
         if cfg.get("model") != self.cfg.model:

@@ -371,7 +371,7 @@ class HQGTrainer:
 
     def load_state(self, state_dir: str | Path) -> None:
         d = resolve_state_dir(state_dir)
-        tensors, cfg = load_checkpoint(d)
+        tensors, cfg = load_checkpoint(d, same_save=True)
         if cfg.get("kind") != STATE_KIND:
             raise CheckpointError(f"{d}: not an HQG-Net training state (kind {cfg.get('kind')!r})")
         if int(cfg.get("steps_per_epoch", -1)) != self.steps_per_epoch:

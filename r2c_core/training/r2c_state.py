@@ -61,7 +61,7 @@ class StateMixin:
 
     def load_state(self, state_dir: str | Path) -> None:
         d = resolve_state_dir(state_dir)
-        tensors, cfg = load_checkpoint(d)
+        tensors, cfg = load_checkpoint(d, same_save=True)
         if cfg.get("kind") == compact.KIND:
             self._load_compact(d, tensors, cfg)
             return
