@@ -255,7 +255,8 @@ def test_tiny_training_run_exports_and_resumes_exactly(tmp_path) -> None:
     resumed = train_hqg(cfg, tmp_path / "part", resume=tmp_path / "part", data=_tiny_data(), progress=False)
     assert resumed["step"] == 3
     a, _ = load_checkpoint(tmp_path / "full" / "state")
-    b, _ = load_checkpoint(tmp_path / "part" / "state")
+    b, state_cfg = load_checkpoint(tmp_path / "part" / "state")
+    assert (state_cfg["gan_start"], state_cfg["total_steps"]) == (1, 3)  # what `campaign status` counts epochs from
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # past the pretraining the autoencoder's Adam is no longer written (the resume at step 2 went on without it)
     assert set(load_optimizers(tmp_path / "part" / "state", "cpu")) == {"opt_g", "opt_d", "opt_s"}

@@ -508,9 +508,9 @@ def test_status_counts_hqg_epochs_from_the_end_of_its_pretraining(tmp_path):
     state = runs / "hqg" / "state"
     state.mkdir(parents=True)
     (state / "config.json").write_text(json.dumps({"kind": "hqg-training-state", "step": 2886, "steps_per_epoch": 443,
-                                                   "training": {"epochs": 20, "ae_steps": 2000, "task_warmup_steps": 0}}))
+                                                   "total_steps": 10860, "gan_start": 2000}))
     row = campaign.status(plan)[0]
     assert row["state"].startswith("resumable") and row["step"] == "2886/10860" and row["epoch"] == 2.0
     (state / "config.json").write_text(json.dumps({"kind": "hqg-training-state", "step": 500, "steps_per_epoch": 443,
-                                                   "training": {"epochs": 20, "ae_steps": 2000}}))
+                                                   "total_steps": 10860, "gan_start": 2000}))
     assert campaign.status(plan)[0]["epoch"] == 0  # still pretraining the style autoencoder

@@ -371,15 +371,9 @@ def status(plan: Plan) -> list[dict[str, Any]]:
         st = _json(d / "state" / "config.json") or {}
         if st:
             row["step"] = f"{st.get('step')}/{st['total_steps']}" if "total_steps" in st else str(st.get("step"))
-            if "steps_per_epoch" in st:
-                step, per = int(st["step"]), max(1, int(st["steps_per_epoch"]))
-                if st.get("kind") == "hqg-training-state":  # GAN epochs count from the end of the pretraining steps
-                    tr = st.get("training") or {}
-                    start = int(tr.get("ae_steps", 0)) + int(tr.get("task_warmup_steps", 0))
-                    row["step"] = f"{step}/{start + int(tr.get('epochs', 0)) * per}" if tr.get("epochs") else str(step)
-                    row["epoch"] = round(max(0, step - start) / per, 2)
-                else:
-                    row["epoch"] = round(step / per, 2)
+            if "steps_per_epoch" in st:  # epochs count from ``gan_start`` (HQG-Net's pretraining steps come first)
+                start = int(st.get("gan_start", 0))
+                row["epoch"] = round(max(0, int(st["step"]) - start) / max(1, int(st["steps_per_epoch"])), 2)
         prog = d / "progress.log"
         if prog.is_file():
             lines = prog.read_text().splitlines()

@@ -361,8 +361,8 @@ class HQGTrainer:
     def save_state(self, state_dir: str | Path | None = None) -> Path:
         d = Path(state_dir) if state_dir else self.out / "state"
         tensors = {f"{name}.{k}": v for name, m in self._modules().items() for k, v in m.state_dict().items()}
-        cfg = {"kind": STATE_KIND, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
-               "training": self.cfg.to_dict(), "data_split": self.data.split}
+        cfg = {"kind": STATE_KIND, "step": self.step, "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+               "gan_start": self.cfg.gan_start, "training": self.cfg.to_dict(), "data_split": self.data.split}
         # the autoencoder's own Adam is used only for the first ae_steps steps: after them its moments (315 MB of the
         # ~1.3 GB state at 256 px) are not written, and a resume past that point leaves it fresh (never used again)
         opts = {k: o.state_dict() for k, o in self._optimizers().items() if not (k == "opt_ae" and self.step >= self.cfg.ae_steps)}
