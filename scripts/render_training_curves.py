@@ -2,7 +2,8 @@
 
     python scripts/render_training_curves.py runs/campaign/op-q3 --png docs/figures/training-op-q3.png
 
-Panels: the warm start's identity loss (if any); G and D losses (50-step moving means) with the learning rate;
+Panels: the warm start's identity loss (if any); G and D losses (50-step moving means, on a log axis when they span
+more than two decades) with the learning rate;
 cycle and identity L1 terms; validation AUC (all and domain A); validation restoration metrics (SSIM to the input,
 mean change, PSNR gain on the blurred + noisy copy) against the epoch. The figure shows numbers only, no X-ray,
 so it may be committed. The PNG needs /usr/bin/chromium (scripts/setup_system.sh) and Playwright (requirements).
@@ -40,8 +41,14 @@ def figure(run: Path):
                                                         "validation AUC", "validation: SSIM to input (3 passes)",
                                                         "validation: mean change (grey levels)", "validation: PSNR gain on blur + noise (dB)"),
                         specs=[[{"secondary_y": True}, {}], [{}, {}], [{}, {}]])
-    for term in ("G_loss", "D_loss"):
-        fig.add_trace(go.Scatter(x=ep, y=_smooth(log[term].to_numpy()), name=term), row=1, col=1)
+    losses = [_smooth(log[term].to_numpy()) for term in ("G_loss", "D_loss")]
+    for term, y in zip(("G_loss", "D_loss"), losses):
+        fig.add_trace(go.Scatter(x=ep, y=y, name=term), row=1, col=1)
+    both = np.concatenate(losses) if losses else np.empty(0)
+    both = both[np.isfinite(both)]
+    if both.size and both.min() > 0 and both.max() / both.min() > 100:
+        # a loss spanning decades (op-q5's D loss: millions at the start, ~100 late) flattens everything else
+        fig.update_yaxes(type="log", title_text="loss (log scale)", row=1, col=1, secondary_y=False)
     fig.add_trace(go.Scatter(x=ep, y=log["lr"], name="lr", line={"dash": "dot"}), row=1, col=1, secondary_y=True)
     for term in ("A2B2A_cycle_loss", "B2A2B_cycle_loss", "A2A_id_loss", "B2B_id_loss"):
         fig.add_trace(go.Scatter(x=ep, y=_smooth(log[term].to_numpy()), name=term), row=1, col=2)

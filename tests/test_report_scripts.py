@@ -223,3 +223,32 @@ def test_merge_bench_replaces_a_retrained_method_and_refuses_other_images(tmp_pa
         merge.main(["--base", str(base), "--take", str(no_ident), "--real", str(real), "--out", str(tmp_path / "bad")])
     with pytest.raises(SystemExit, match="give --real"):  # the base's real-image part measured the old weights
         merge.main(["--base", str(base), "--take", str(take), "--out", str(tmp_path / "bad")])
+
+
+# ------------------------------------------------------------------------------------- training curves
+def _fake_run(root, d_loss):
+    import pandas as pd
+
+    n = len(d_loss)
+    cols = {"step": np.arange(1, n + 1), "lr": np.full(n, 2e-4), "G_loss": np.linspace(5, 1, n), "D_loss": d_loss}
+    for term in ("A2B2A_cycle_loss", "B2A2B_cycle_loss", "A2A_id_loss", "B2B_id_loss"):
+        cols[term] = np.full(n, 0.1)
+    root.mkdir()
+    pd.DataFrame(cols).to_csv(root / "train_log.csv", index=False)
+    (root / "state").mkdir()
+    (root / "state" / "config.json").write_text(json.dumps({"steps_per_epoch": 10, "model": "op-q5"}))
+    (root / "val_log.jsonl").write_text(json.dumps({"step": 20, "epoch": 2.0, "all": {"auc": 0.6}, "domain_A": {"auc": 0.5},
+                                                    "restoration": {"ssim_to_input": 0.5, "mean_abs_change": 20.0,
+                                                                    "psnr_gain": -7.0}}) + "\n")
+    return root
+
+
+def test_training_curves_log_axis_only_for_losses_spanning_decades(tmp_path):
+    curves = _script("render_training_curves")
+    wide = curves.figure(_fake_run(tmp_path / "wide", np.geomspace(1e6, 10, 200)))
+    narrow = curves.figure(_fake_run(tmp_path / "narrow", np.linspace(2, 1, 200)))
+    assert wide.layout.yaxis.type == "log"
+    assert narrow.layout.yaxis.type in (None, "linear", "-")
+    assert [t.name for t in wide.data][:3] == ["G_loss", "D_loss", "lr"]
+    assert list(wide.data[-1].y) == [-7.0]  # the PSNR-gain panel reads the validation log
+    assert curves.main([str(tmp_path / "missing")]) == 2
