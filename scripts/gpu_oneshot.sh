@@ -2,7 +2,7 @@
 # The one-shot GPU run (scripts/gpu_oneshot.py; docs/TRAINING.md, "One-shot GPU run").
 #
 #   bash scripts/gpu_oneshot.sh prepare      here: build .pack/cxr256.npz, park what the run does not need outside
-#                                            the checkout (the lung U-Net, the campaign's compact states, screenshots)
+#                                            the checkout (the lung U-Net, HQG-Net weights, the campaign's compact states, screenshots)
 #                                            so that the working tree + .pack fit the device's 64 MiB, and check it
 #   device run: carry [".pack"], timeout_s 600, command:  bash scripts/gpu_oneshot.sh run
 #               (HQG-Net, a window of its own:                 bash scripts/gpu_oneshot.sh run --recipes hqg --skip-bench)
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PARK=${R2C_PARK:-../r2c-parked}
-PARKED=(weights/lung-unet campaign docs/screenshots)
+PARKED=(weights/lung-unet weights/hqg weights/hqg-blo campaign docs/screenshots)  # HQG-Net weights: 73 MB+ in fp16
 LIMIT=$((64 * 1024 * 1024))
 
 travel_bytes() {  # tracked files that exist + untracked files git does not ignore + .pack
