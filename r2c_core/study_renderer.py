@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import R2CError
+from .imageio import read_xray
 from .inference import roundtrip
 from .methods import PAPER_METHODS, available_methods, load_restorer, parse_method
 from .paths import weights_root as default_weights_root
@@ -37,6 +38,8 @@ class R2CRenderer:
         self._restorers: dict[str, object] = {}
         for m in self.methods:
             self._restorer(parse_method(m)[0])  # fail early, naming the missing weights
+        if kind == "segmentation":
+            _ = self.segmenter  # the lung U-Net too, before any study is created
 
     def _restorer(self, model: str):
         if model == "original":
@@ -49,7 +52,14 @@ class R2CRenderer:
     def segmenter(self):
         from .segmentation import LungSegmenter
 
-        return LungSegmenter.from_dir(None, device=self.device)
+        own = self.root / "lung-unet"  # a weights folder with its own lung U-Net, else the bundled one
+        return LungSegmenter.from_dir(own if own.is_dir() else None, device=self.device)
+
+    @staticmethod
+    def read_image(path: Path) -> np.ndarray:
+        """A case image as the app and the CLIs read X-rays (:func:`r2c_core.imageio.read_xray`: DICOM, 16-bit
+        windowing, transparency, size limits, one-line errors); the study builder reads cases with it."""
+        return read_xray(path)
 
     def render(self, image: np.ndarray, methods: list[str]) -> dict[str, np.ndarray]:
         """``{method: uint8 gray (H, W)}``, all at the input's size."""

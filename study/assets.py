@@ -112,16 +112,40 @@ def load_png(root: Path, sha: str) -> bytes:
     return data
 
 
+#: the largest case image :func:`read_gray` decodes (as ``r2c_core.imageio.MAX_PIXELS``)
+MAX_CASE_PIXELS = 25_000_000
+
+
 def read_gray(path: Path) -> np.ndarray:
-    """A case image as a 2-D uint8 array (any Pillow-readable file; colour converted to gray)."""
+    """A case image as a 2-D uint8 array, for renderers without a reader of their own (the r2c renderer reads with
+    ``r2c_core.imageio.read_xray``, which also reads DICOM). Colour is converted to gray, transparency composited
+    on black, 16-bit and float images are stretched from their own minimum and maximum to 0-255 (never clipped
+    to white); multi-page files and images over 25 megapixels are refused with one line."""
     try:
         with Image.open(path) as img:
+            if img.width * img.height > MAX_CASE_PIXELS:
+                raise StudyError(f"{path}: {img.width} x {img.height} pixels is over the {MAX_CASE_PIXELS:,}-pixel limit")
+            if getattr(img, "n_frames", 1) > 1:
+                raise StudyError(f"{path}: has {img.n_frames} frames or pages; a case image must be a single image")
             img.load()
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+                arr = np.asarray(img, dtype=np.float64)
+                if not np.isfinite(arr).all():
+                    raise StudyError(f"{path}: has NaN or infinite pixels")
+                lo, hi = float(arr.min()), float(arr.max())
+                scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+                return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+                img = Image.alpha_composite(black, rgba)
             gray = img if img.mode == "L" else img.convert("L")
             return np.asarray(gray, dtype=np.uint8).copy()
     except FileNotFoundError as exc:
         raise StudyError(f"{path}: case image not found") from exc
-    except (UnidentifiedImageError, OSError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise StudyError(f"{path}: too many pixels to decode safely ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise StudyError(f"{path}: cannot read case image ({exc})") from exc
 
 

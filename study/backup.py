@@ -12,12 +12,14 @@ part removed); :func:`backup` says so instead of half-doing it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError as SADatabaseError
 
 from .db import connect, display_url, private_sqlite_file, resolve_url
 from .errors import StudyError
@@ -44,9 +46,31 @@ def counts(url: str) -> dict[str, int]:
                 for name, model in (("studies", Study), ("readers", Reader), ("queries", Query), ("votes", Vote))}
 
 
+def _copy_checked(src: Path, dest: Path) -> dict[str, int]:
+    """SQLite's backup API from ``src`` into a new private file ``dest``, opened at the current schema; returns its
+    counts. On any failure ``dest`` is removed, so nothing half-written is left behind."""
+    private_sqlite_file(dest)
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True)) as source, \
+                contextlib.closing(sqlite3.connect(dest)) as target:
+            source.backup(target)
+        return counts(f"sqlite:///{dest.resolve()}")
+    except (sqlite3.DatabaseError, SADatabaseError) as exc:
+        dest.unlink(missing_ok=True)
+        raise StudyError(f"{src}: not a readable SQLite study database ({exc})") from exc
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+
+
+def _temp_beside(path: Path, what: str) -> Path:
+    return path.with_name(f".{path.name}.{what}-{os.getpid()}")
+
+
 def backup(url: str | None, out: str | Path) -> dict[str, int]:
     """Write a consistent copy of the SQLite database at ``url`` to ``out`` (which must not exist); returns its row
-    counts after opening it at the current schema."""
+    counts after opening it at the current schema. The copy is made under a temporary name beside ``out`` and
+    renamed when it checks out, so a failed backup leaves no file (and the retry is not refused)."""
     url = resolve_url(url)
     src = _sqlite_path(url)
     if not src.is_file():
@@ -54,17 +78,19 @@ def backup(url: str | None, out: str | Path) -> dict[str, int]:
     out = Path(out)
     if out.exists():
         raise StudyError(f"{out} exists: choose a new file name (a backup never overwrites)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    private_sqlite_file(out)
-    with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as source, sqlite3.connect(out) as dest:
-        source.backup(dest)
-    dest_url = f"sqlite:///{out.resolve()}"
-    return counts(dest_url)
+    tmp = _temp_beside(out, "backup")
+    result = _copy_checked(src, tmp)
+    os.replace(tmp, out)
+    return result
 
 
 def restore(backup_file: str | Path, url: str | None, *, force: bool = False) -> dict[str, int]:
     """Copy a backup into the SQLite database at ``url`` (a new file, or an existing one with ``force``: stop the
-    app first); returns the restored row counts."""
+    app first); returns the restored row counts.
+
+    The backup is checked, then copied to a temporary file beside the database and checked again; only then is the
+    old database replaced (one rename; its -wal/-shm files are moved aside first and deleted after), so a failure at
+    any step leaves the old database as it was."""
     backup_file = Path(backup_file)
     if not backup_file.is_file():
         raise StudyError(f"{backup_file}: no such backup file")
@@ -72,12 +98,23 @@ def restore(backup_file: str | Path, url: str | None, *, force: bool = False) ->
     dest = _sqlite_path(url)
     if dest.exists() and not force:
         raise StudyError(f"{display_url(url)} exists: restore into a new file, or pass --force (stop the app first)")
-    counts(f"sqlite:///{backup_file.resolve()}")  # a readable study database at the current schema, or an error
-    if dest.exists():
-        for extra in (dest, dest.with_name(dest.name + "-wal"), dest.with_name(dest.name + "-shm")):
-            if extra.exists():
-                os.remove(extra)
-    private_sqlite_file(dest)
-    with sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True) as source, sqlite3.connect(dest) as target:
-        source.backup(target)
+    try:
+        counts(f"sqlite:///{backup_file.resolve()}")  # a readable study database at the current schema, or an error
+    except (sqlite3.DatabaseError, SADatabaseError) as exc:
+        raise StudyError(f"{backup_file}: not a readable SQLite study database ({exc})") from exc
+    tmp = _temp_beside(dest, "restore")
+    _copy_checked(backup_file, tmp)
+    aside = [(p, p.with_name(p.name + ".pre-restore")) for p in (dest.with_name(dest.name + "-wal"),
+                                                                  dest.with_name(dest.name + "-shm")) if p.exists()]
+    for p, q in aside:
+        os.replace(p, q)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        for p, q in aside:
+            os.replace(q, p)
+        tmp.unlink(missing_ok=True)
+        raise
+    for _, q in aside:
+        q.unlink(missing_ok=True)
     return counts(url)

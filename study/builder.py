@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -144,8 +145,48 @@ def _is_demo_content(settings: dict[str, Any]) -> bool:
     return bool(settings.get("demo") or settings.get("simulated"))
 
 
-def create_study(session: Session, spec: StudySpec) -> Study:
-    """Record the study and pick its cases; returns the existing study when resuming with the same spec."""
+ImageReader = Callable[[Path], np.ndarray]
+
+
+def image_reader(renderer: object) -> ImageReader:
+    """How case images are read: the renderer's own ``read_image`` (the r2c renderer reads with
+    ``r2c_core.imageio.read_xray``: 16-bit windowing, DICOM, size limits) or :func:`study.assets.read_gray`."""
+    return getattr(renderer, "read_image", None) or read_gray
+
+
+def _read_case(reader: ImageReader, base: Path, key: str, file: str) -> np.ndarray:
+    """A case image through ``reader``, any failure as one line naming the case."""
+    try:
+        image = reader(base / file)
+    except Exception as exc:  # the reader's own one-line errors (unreadable, too large, ...)
+        raise StudyError(f"case {key}: cannot read its image ({exc})") from exc
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 2:
+        raise StudyError(f"case {key}: the image reader gave {arr.dtype} {arr.shape}, expected 2-D uint8")
+    return arr
+
+
+def _check_case_files(rows: Any, base: Path, reader: ImageReader | None) -> None:
+    """Refuse a selection whose images are missing, unreadable or shared by two case ids, before anything is
+    stored (a study whose chosen case cannot be read could never finish building)."""
+    seen: dict[str, str] = {}
+    for row in rows.itertuples(index=False):
+        path = (base / row.file).resolve()
+        other = seen.setdefault(str(path), row.id)
+        if other != row.id:
+            raise StudyError(f"cases {other} and {row.id} are the same image file ({row.file}): fix the manifest")
+        if not path.is_file():
+            raise StudyError(f"case {row.id}: image file not found: {row.file} (under {base})")
+        if reader is not None:
+            _read_case(reader, base, row.id, row.file)
+
+
+def create_study(session: Session, spec: StudySpec, *, reader: ImageReader | None = None,
+                 data_root: str | Path | None = None) -> Study:
+    """Record the study and pick its cases; returns the existing study when resuming with the same spec.
+
+    Before anything is stored, every chosen case's file must exist and be a different file from the others', and,
+    with ``reader``, decode (``data_root`` as for :func:`render_study`)."""
     spec.validate()
     existing = session.scalar(select(Study).where(Study.name == spec.name))
     if existing is not None:
@@ -155,6 +196,11 @@ def create_study(session: Session, spec: StudySpec) -> Study:
         raise StudyError(DEMO_REFUSAL)
     manifest = read_manifest(spec.manifest)
     cases = select_cases(manifest, split=spec.split, n=spec.n_cases, seed=spec.seed)
+    extra = None
+    if spec.n_practice and spec.practice_from == "extra":
+        extra = select_cases(manifest, split=spec.split, n=spec.n_practice, seed=spec.seed + 1, exclude=cases["id"])
+    base = Path(data_root) if data_root else Path(spec.manifest).resolve().parent
+    _check_case_files(cases if extra is None else pd.concat([cases, extra]), base, reader)
     study = Study(
         name=spec.name, kind=spec.kind, allocation=spec.allocation, methods=list(spec.methods),
         settings=spec.settings(), status="building", token_key=new_key(),
@@ -163,8 +209,7 @@ def create_study(session: Session, spec: StudySpec) -> Study:
     session.flush()
     _add_cases(session, study, cases, "study")
     n_extra = 0
-    if spec.n_practice and spec.practice_from == "extra":
-        extra = select_cases(manifest, split=spec.split, n=spec.n_practice, seed=spec.seed + 1, exclude=cases["id"])
+    if extra is not None:
         _add_cases(session, study, extra, "practice")
         n_extra = len(extra)
     session.flush()
@@ -182,23 +227,25 @@ def _case_complete(case: Case, methods: Sequence[str], root: Path) -> bool:
     return all(m in have and asset_path(root, have[m].sha256).is_file() for m in methods)
 
 
-def _render_case(session: Session, case: Case, methods: list[str], renderer: Renderer, data_root: Path,
-                 root: Path) -> None:
-    image = read_gray(data_root / case.file)
+def _render_images(case_key: str, image: np.ndarray, methods: list[str], renderer: Renderer,
+                   root: Path) -> dict[str, tuple[str, int, int]]:
+    """Render one case and store its PNGs (content-addressed, atomic): ``{method: (sha256, width, height)}``."""
     try:
         raw = renderer.render(image, list(methods))
     except StudyError:
         raise
     except Exception as exc:  # the renderer's own errors (missing weights, ...) become one line
-        raise RenditionError(f"{case.key}: the renderer failed: {exc}") from exc
-    out = check_renditions(raw, methods, case.key)
+        raise RenditionError(f"{case_key}: the renderer failed: {exc}") from exc
+    out = check_renditions(raw, methods, case_key)
+    return {m: (store_png(root, encode_png(arr)), int(arr.shape[1]), int(arr.shape[0])) for m, arr in out.items()}
+
+
+def _record_renditions(session: Session, case: Case, stored: dict[str, tuple[str, int, int]]) -> None:
     have = {r.method: r for r in case.renditions}
-    for method in methods:
-        arr = out[method]
-        sha = store_png(root, encode_png(arr))
+    for method, (sha, width, height) in stored.items():
         old = have.get(method)
         if old is None:
-            session.add(Rendition(case_id=case.id, method=method, sha256=sha, width=arr.shape[1], height=arr.shape[0]))
+            session.add(Rendition(case_id=case.id, method=method, sha256=sha, width=width, height=height))
         elif old.sha256 != sha:
             raise RenditionError(
                 f"{case.key}/{method}: the renderer now gives a different image than the stored one "
@@ -216,10 +263,15 @@ def render_study(
     progress: Progress | None = None,
     show_bar: bool = True,
 ) -> int:
-    """Render every case that lacks a stored rendition (one transaction per case); returns how many."""
+    """Render every case that lacks a stored rendition; returns how many.
+
+    The rendering itself (model inference, seconds per case) runs outside any database transaction, so the app
+    keeps recording votes and sign-ins meanwhile; each case's rendition rows are then stored in one short
+    transaction, so an interrupted build keeps what it finished."""
     from tqdm import tqdm
 
     root = assets_dir(assets)
+    read = image_reader(renderer)
     with factory.begin() as session:
         study = get_study(session, study_ref)
         study_id, methods, kind = study.id, list(study.methods), study.kind
@@ -234,9 +286,15 @@ def render_study(
             with factory.begin() as session:
                 case = session.get(Case, case_id, options=[selectinload(Case.renditions)])
                 assert case is not None
-                if not _case_complete(case, methods, root):
-                    _render_case(session, case, methods, renderer, base, root)
-                    rendered += 1
+                todo = None if _case_complete(case, methods, root) else (case.key, case.file)
+            if todo is not None:
+                key, file = todo
+                stored = _render_images(key, _read_case(read, base, key, file), methods, renderer, root)
+                with factory.begin() as session:
+                    case = session.get(Case, case_id, options=[selectinload(Case.renditions)])
+                    assert case is not None
+                    _record_renditions(session, case, stored)
+                rendered += 1
             done += 1
             bar.update(1)
             if progress is not None:
@@ -448,7 +506,7 @@ def build_study(
 ) -> int:
     """Create (or resume), render, assign and open a study; returns its id. Safe to run again."""
     with factory.begin() as session:
-        study_id = create_study(session, spec).id
+        study_id = create_study(session, spec, reader=image_reader(renderer), data_root=data_root).id
     render_study(factory, study_id, renderer, assets=assets, data_root=data_root, progress=progress, show_bar=show_bar)
     with factory.begin() as session:
         if spec.readers or session.scalar(select(func.count()).select_from(Reader).where(Reader.role == "reader")):

@@ -176,3 +176,29 @@ def test_backup_while_voting_then_restore(sqlite_url: str, tmp_path: Path, capsy
     assert code != 0 and "--force" in _one_error_line(err)
     code, _, err = _run(capsys, "backup", "--out", str(tmp_path / "x.db"), "--db", "postgresql+psycopg://u@h/db")
     assert code != 0 and "pg_dump" in _one_error_line(err)
+
+
+def test_failed_backup_or_restore_leaves_nothing_half_done(sqlite_url: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A backup of something that is not a database leaves no file (so the retry is not refused); a restore from a
+    bad backup leaves the live database as it was; a forced restore replaces it whole."""
+    from study.backup import counts
+
+    db = ["--db", sqlite_url]
+    assert _run(capsys, "simulate", "--seed", "3", "--readers", "2", "--cases", "4", "--assets", str(tmp_path / "a"), *db)[0] == 0
+    before = counts(sqlite_url)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a SQLite file" * 100)
+    code, _, err = _run(capsys, "backup", "--out", str(tmp_path / "b.db"), "--db", f"sqlite:///{junk}")
+    assert code != 0 and "not a readable SQLite" in err and not (tmp_path / "b.db").exists()
+    assert not list(tmp_path.glob(".b.db.*"))
+    assert _run(capsys, "backup", "--out", str(tmp_path / "b.db"), *db)[0] == 0  # the retry is not refused
+    code, _, err = _run(capsys, "restore", "--from", str(junk), "--force", *db)
+    assert code != 0 and "not a readable SQLite" in err
+    assert counts(sqlite_url) == before
+    live = Path(sqlite_url.removeprefix("sqlite:///"))
+    assert not list(live.parent.glob(f".{live.name}.*"))
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert _run(capsys, "init", "--db", empty)[0] == 0
+    assert _run(capsys, "restore", "--from", str(tmp_path / "b.db"), "--force", "--db", empty)[0] == 0
+    assert counts(empty) == before
