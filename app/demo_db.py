@@ -9,13 +9,18 @@ or when ``R2C_DEMO_DB=1`` names a new database, :func:`ensure_demo_database` cre
   demo flag (an audit entry written when the demo database is created), so they never work elsewhere;
 * a small restoration study ("Demo study": 6 Hannover (mhh) cases plus 1 practice case) rendered with the
   bundled weights (:class:`r2c_core.study_renderer.R2CRenderer`), or with the synthetic renderer and a
-  visible notice when no restoration weights are bundled. Without a data folder the study is skipped and
-  the admin page can build one from any folder of images. The demo reader votes in this study;
+  visible notice when no restoration weights are bundled. Without a data folder the study is skipped (no other
+  study can be built in the demo database). The demo reader votes in this study;
 * a **simulated** study ("Simulated study (demo data, not real votes)", :func:`study.simstudy.simulate_study`):
   generated cases voted through the real voting service by simulated readers, so that every statistic of the
   dashboard (Tables III/IV, intervals, tests, position bias, ranking, agreement) shows from the first minute.
   It is flagged ``simulated`` (``Study.simulated``): the dashboard shows a banner, exports carry a column and
   a notice. Its readers (``sim-reader-N``) have no usable access codes.
+
+Its codes are public, so anyone may be its ``demo-admin``. The app therefore refuses every account change in it
+(:data:`ACCOUNTS_REFUSAL`: no account added, no code reset, none disabled or enabled) and every study build
+(:func:`demo_refusal`), and each start repairs it (:func:`repair_demo_accounts`): the demo accounts get their fixed
+codes, roles and sign-in back, and any other researcher or admin account is disabled.
 
 Run it ahead of the server (``scripts/run_app.sh`` does) with ``python -m app.demo_db``.
 """
@@ -36,12 +41,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from study import audit
 from study.accounts import add_reader
-from study.builder import StudySpec, build_study
+from study.builder import DEMO_REFUSAL, StudySpec, build_study
 from study.db import connect
 from study.manifest import read_manifest
 from study.models import Reader, Study
 from study.render import SyntheticRenderer
-from study.security import ALPHABET, SECRET_LEN, SELECTOR_LEN, hash_secret
+from study.security import ALPHABET, SECRET_LEN, SELECTOR_LEN, hash_secret, verify_secret
 
 from .settings import AppSettings, load_settings
 
@@ -58,6 +63,10 @@ SIMULATED_CASES = 30
 DEMO_SOURCE = "mhh"
 DEMO_CASES = 6
 DEMO_PRACTICE = 1
+#: why the admin page refuses to add, reset, disable or enable an account in the demo database
+ACCOUNTS_REFUSAL = ("This is the demo database: its access codes are public, so its accounts are fixed here (adding "
+                    "an account, resetting a code, disabling or enabling an account are refused). A real study runs "
+                    "with a database of its own: bash scripts/run_study.sh (docs/APP.md).")
 
 Progress = Callable[[int, int], None]
 
@@ -101,15 +110,53 @@ def resolve_alias(session: Session, typed: str) -> str:
     return str(typed or "")
 
 
-def _ensure_accounts(session: Session) -> None:
+def demo_refusal(session: Session) -> str | None:
+    """Why an admin action that only a real study needs (building a study) is refused here, or None when this is not
+    the demo database."""
+    return DEMO_REFUSAL if is_demo_database(session) else None
+
+
+def repair_demo_accounts(session: Session) -> list[str]:
+    """Put the demo database's accounts back as the README gives them; returns what was changed (audited).
+
+    The three demo accounts get their role, their fixed code (:func:`demo_access_code`) and sign-in back; any other
+    account with the role researcher or admin is disabled (they can only have been added through the public
+    ``demo-admin``). Other readers (the simulated readers, readers added for screenshots) are left alone."""
+    changed: list[str] = []
     for alias, role in DEMO_ACCOUNTS.items():
         reader = session.scalar(select(Reader).where(Reader.name == alias))
-        if reader is None:
+        new = reader is None
+        if new:
             reader, _ = add_reader(session, alias, role)
         plain = demo_access_code(alias).replace("-", "")
         selector, secret = plain[:SELECTOR_LEN], plain[SELECTOR_LEN:]
-        if reader.code_selector != selector:
+        what = []
+        if reader.code_selector != selector or not verify_secret(secret, reader.code_hash):
             reader.code_selector, reader.code_hash = selector, hash_secret(secret)
+            what += [] if new else ["code"]
+        if reader.role != role:
+            reader.role = role
+            what.append("role")
+        if not reader.active:
+            reader.active = True
+            what.append("active")
+        if what:
+            audit.record(session, audit.READER_CHANGED, reader_id=reader.id,
+                         detail={"demo_repair": what, "active": True, "role": role})
+            changed.append(f"{alias}: {', '.join(what)}")
+    others = session.scalars(select(Reader).where(Reader.name.not_in(list(DEMO_ACCOUNTS)), Reader.role != "reader",
+                                                  Reader.active.is_(True))).all()
+    for reader in others:
+        reader.active = False
+        audit.record(session, audit.READER_CHANGED, reader_id=reader.id,
+                     detail={"demo_repair": ["disabled"], "active": False})
+        changed.append(f"{reader.name}: disabled")
+    return changed
+
+
+def _ensure_accounts(session: Session) -> None:
+    for line in repair_demo_accounts(session):
+        log.warning("demo database repaired: %s", line)
 
 
 def demo_manifest(data_dir: Path, out: Path) -> Path | None:
@@ -189,6 +236,7 @@ def ensure_demo_database(settings: AppSettings | None = None, progress: Progress
         with factory.begin() as session:
             if not is_demo_database(session):
                 return DemoStatus(is_demo=False)
+            _ensure_accounts(session)  # on every start: whatever a visitor changed as demo-admin is undone
             has_study = session.scalar(select(Study.id).where(Study.name == DEMO_STUDY)) is not None
             has_sim = session.scalar(select(Study.id).where(Study.name == SIMULATED_STUDY)) is not None
             renderer = demo_renderer_name(session)

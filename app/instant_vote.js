@@ -24,7 +24,7 @@ function makeStore() {
   const w = window;
   const S = {
     root: null, meta: null, reader: null, queue: [], imgs: new Map(), ready: new Map(), serverList: [],
-    current: null, shownAt: 0, forced: null, lastVote: null, nonce: 0, lastSend: 0, lastRender: null,
+    current: null, shownAt: 0, forced: null, lastVote: null, nonce: 0, lastSend: 0, lastRender: null, epoch: null,
     remaining: 0, message: '', messageAt: 0, waiting: false, settings: {}, ackedAt: 0, need: new Set(),
     confidence: null, decoded: new Set(), needSent: false,
   };
@@ -106,16 +106,27 @@ function makeStore() {
   S.receive = (data) => {
     let meta, body;
     try { [meta, body] = unpack(data); } catch (e) { return; }
-    if (meta.render === S.lastRender) { S.refresh(); return; }
-    S.lastRender = meta.render;
+    // a render is named by its session's epoch and its number: the store outlives a sign-out in this tab, and a new
+    // session's first render must not be taken for one already drawn
+    const stamp = `${meta.epoch || ''}:${meta.render}`;
+    if (stamp === S.lastRender) { S.refresh(); return; }
+    S.lastRender = stamp;
     S.settings = meta.settings || {};
     if (S.reader !== meta.reader) {  // first data of this reader on this page: pick up their saved queue
+      // (another reader's queue stays in localStorage under their tag, for when they sign in again)
       S.reader = meta.reader;
       S.queue = load();
       S.forced = null;
       S.lastVote = null;
       S.current = null;
+      S.need = new Set();
+      S.needSent = false;
+    } else if (S.epoch !== meta.epoch) {  // the same reader, signed in again (a new sitting): send what waits now
+      S.queue.forEach((r) => { r.sent = false; });
+      // only a vote of this sitting can be undone: keep Undo for a vote the new sitting has not received yet
+      if (S.lastVote && !S.queue.some((r) => r.key === S.lastVote.key)) S.lastVote = null;
     }
+    S.epoch = meta.epoch;
     addImages(meta, body);
     S.serverList = meta.queries || [];
     S.remaining = meta.remaining || 0;

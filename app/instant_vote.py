@@ -9,7 +9,9 @@ comment, undo, and a status line. The protocol between the page and the server:
   fields a shown query has, no slot tokens at all), their progress, the acknowledgements of the last requests, and
   the layout of the PNG bytes, which are the images of the listed queries this page was not sent yet
   (:func:`study.voting.display_pngs`: equal byte sizes within a query, per-reader bytes). The page turns them into
-  ``blob:`` URLs and decodes them at once, so no image URL, file name or size tells a method apart.
+  ``blob:`` URLs and decodes them at once, so no image URL, file name or total size tells a method apart (the PNG
+  chunks still give each image's compressed size, a function of the pixels the reader sees anyway). A render is
+  named by a random per-session ``epoch`` and its number.
 * **Page to server** (the component's state ``outbox``): the page's whole queue of requests not yet acknowledged
   (votes and undos, each with a random key), the images it lacks, and a counter. The page shows the next query
   the moment a vote is cast, puts the vote in its queue (kept in ``localStorage`` under an opaque per-reader tag,
@@ -18,6 +20,18 @@ comment, undo, and a status line. The protocol between the page and the server:
 * The server applies the requests in order, once each, by key (:func:`study.vote_queue.apply_requests`), and
   answers every key it has seen; the page drops answered requests from its queue and reports refusals. A vote
   is therefore never lost (it stays queued until answered) and never doubled (a key is applied once).
+* **Only for a session that is still valid.** The outbox is a widget callback, which Streamlit runs before the
+  script body, so :func:`_on_outbox` re-checks the session first (:func:`app.auth.revalidate`: idle time, account
+  disabled, code reset, role changed) and :func:`handle_outbox` re-checks the account once more: when the session
+  has ended, nothing is applied and the app reruns to the sign-in page, which says why. The page keeps its queue
+  (``localStorage``, under the reader's tag) and sends it after the same reader signs in again, into the new
+  sitting (an undo of a vote from the earlier sitting is refused, as the page then says). Another reader signing in
+  in the same browser gets their own tag, hence their own queue; and a request names a query token of the reader
+  who queued it, which the server looks up among the signed-in reader's queries only, so a queued vote can never
+  be recorded for another reader (it would be refused as "no such query for this reader").
+* **Errors.** A rendition that cannot be read (missing or corrupt file) is logged on the server with its details;
+  the reader sees one generic line (:data:`IMAGES_UNAVAILABLE`), stays signed in and can try again. Only a refusal
+  of the reader (:class:`study.errors.VoteRefused`: account disabled, sitting not theirs) ends the session.
 
 ``R2C_VOTE_UI=plain`` switches the voting page back to one Streamlit rerun per vote (``app_pages/vote.py``).
 """
@@ -26,7 +40,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import secrets
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +51,34 @@ from typing import Any
 import streamlit as st
 
 from study import vote_queue, voting
-from study.errors import StudyError
+from study.accounts import current_fingerprint
+from study.errors import NotFoundError, StudyError, VoteRefused
 
-from . import components, services
+from . import auth, components, services
 from .auth import current_user
+
+log = logging.getLogger(__name__)
+#: what a reader is told when the images of a query cannot be read (the details go to the server's log only)
+IMAGES_UNAVAILABLE = ("The images of this query cannot be shown right now (a problem on the server, which has "
+                      "been logged). Try again in a moment; if it persists, tell the study's administrator.")
+#: what a reader is told for any other server-side problem (a locked or unreachable database, ...)
+SERVER_TROUBLE = ("The server cannot serve this page right now (the problem has been logged). Your votes are "
+                  "kept; try again in a moment.")
+
+
+class ImagesUnavailable(StudyError):
+    """A query's renditions could not be read (missing or corrupt asset file); the details are logged, not shown."""
+
+
+def reader_message(exc: StudyError) -> str:
+    """What a reader may read about ``exc``: the one line of a refusal of a vote or an undo, or of an unknown query
+    token (no paths, no names of methods), else :data:`IMAGES_UNAVAILABLE` or :data:`SERVER_TROUBLE` (the details,
+    which may name server paths and file hashes, are logged). Rendition errors must reach here as
+    :class:`ImagesUnavailable` (the asset store raises NotFoundError for a missing file)."""
+    if isinstance(exc, (VoteRefused, NotFoundError)):  # "no such query for this reader", "the study ... is closed"
+        return str(exc)
+    log.warning("voting page: %s: %s", type(exc).__name__, exc)
+    return IMAGES_UNAVAILABLE if isinstance(exc, ImagesUnavailable) else SERVER_TROUBLE
 
 KEY = "r2c-instant-vote"
 STATE = "r2c_instant_vote"
@@ -113,6 +153,9 @@ class InstantState:
     sent: set[str] = field(default_factory=set)
     unsent: set[str] = field(default_factory=set)
     message: str = ""
+    #: random per session: with ``render`` it names a render, so a page never takes a new session's first render
+    #: for one it has already drawn (its store outlives a sign-out in the same tab)
+    epoch: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
 def _state() -> InstantState:
@@ -122,19 +165,32 @@ def _state() -> InstantState:
 
 
 def _on_outbox() -> None:
-    """The page sent its queue: apply it (in order, once per key) before the area is drawn again."""
-    user = current_user()
+    """The page sent its queue: apply it (in order, once per key) before the area is drawn again.
+
+    A widget callback runs before the script body, hence before the page's own :func:`app.auth.require_role`: the
+    session is re-checked here first. When it has ended (idle, account disabled, code reset, role changed) nothing
+    is applied and the whole app reruns (to the sign-in page, which says why); the page keeps its queue."""
     value = st.session_state.get(KEY) or {}
     outbox = value.get("outbox") if hasattr(value, "get") else None
+    if auth.revalidate(services.backend().factory) is not None:
+        st.rerun()  # from a callback: the interaction becomes a full rerun
+        return
+    user = current_user()
     if user is not None and user.role == "reader":
         handle_outbox(user, _state(), outbox)
 
 
-def handle_outbox(user: Any, state: InstantState, outbox: Any) -> None:
+def handle_outbox(user: Any, state: InstantState, outbox: Any) -> bool:
     """Apply a page's outbox for the signed-in ``user``: forget the images it says it lacks, apply its requests
-    (:func:`study.vote_queue.apply_requests`) and keep the answers for the next render."""
+    (:func:`study.vote_queue.apply_requests`) and keep the answers for the next render. Nothing is applied (False)
+    when the account no longer matches ``user`` (disabled, deleted, new code or role since the sign-in)."""
     if not isinstance(outbox, dict):
-        return
+        return False
+    with services.factory().begin() as session:
+        fingerprint = current_fingerprint(session, user.id)
+    if fingerprint is None or (getattr(user, "fingerprint", "") and fingerprint != user.fingerprint):
+        state.message = "Your session has ended: sign in again. Your votes are kept in this browser."
+        return False
     need = outbox.get("need")
     if isinstance(need, list):
         state.sent.difference_update(t for t in need[:50] if isinstance(t, str))
@@ -142,7 +198,7 @@ def handle_outbox(user: Any, state: InstantState, outbox: Any) -> None:
         good, bad = vote_queue.parse_requests(outbox.get("requests"))
     except vote_queue.RequestError as exc:
         state.message = f"The page sent votes the server cannot read ({exc}); reload the page."
-        return
+        return False
     acks = bad + vote_queue.apply_requests(services.factory(), user.id, good, sitting_id=user.sitting_id)
     answered = {a.key for a in acks}
     state.acks = [a.as_dict() for a in acks]
@@ -151,6 +207,7 @@ def handle_outbox(user: Any, state: InstantState, outbox: Any) -> None:
     state.nonce = nonce if isinstance(nonce, int) and not isinstance(nonce, bool) else state.nonce
     if len(answered) < len(good) + len(bad):
         state.message = "The database is busy: some votes wait in your browser and will be sent again."
+    return True
 
 
 def reader_tag(reader_id: int, reader_name: str) -> str:
@@ -195,13 +252,17 @@ def build_data(user: Any, state: InstantState, *, min_dwell_s: float, questions:
                                     after=state.unapplied)
         progress = voting.progress(session, user.id)
         new = [v for v in views if v.query_token not in state.sent]
-        images = {v.query_token: voting.display_pngs(session, user.id, v.query_token,
-                                                     assets=services.settings().assets,
-                                                     max_side=components.MAX_IMAGE_SIDE) for v in new}
+        try:
+            images = {v.query_token: voting.display_pngs(session, user.id, v.query_token,
+                                                         assets=services.settings().assets,
+                                                         max_side=components.MAX_IMAGE_SIDE) for v in new}
+        except StudyError as exc:  # a missing or corrupt rendition file: its path is for the server's log only
+            raise ImagesUnavailable(str(exc)) from exc
     state.render += 1
     remaining = (progress.total - progress.answered) + (progress.practice_total - progress.practice_answered)
     meta = {
-        "v": 1, "render": state.render, "nonce": state.nonce, "reader": reader_tag(user.id, user.name),
+        "v": 1, "render": state.render, "epoch": state.epoch, "nonce": state.nonce,
+        "reader": reader_tag(user.id, user.name),
         "acks": state.acks, "message": state.message, "remaining": remaining,
         "progress": {"answered": progress.answered, "total": progress.total},
         "queries": [{"token": v.query_token, "kind": v.study_kind, "label": v.label, "index": v.index,
@@ -223,12 +284,20 @@ def commit_sent(state: InstantState) -> None:
 
 
 def area(user: Any, *, min_dwell_s: float, questions: dict[str, str], labels: dict[str, str]) -> str | None:
-    """Draw the instant voting area; returns why the database refused this reader (then nothing is drawn)."""
+    """Draw the instant voting area; returns why the database refused this reader (then nothing is drawn, and the
+    caller ends the session). Images that cannot be read and a database that cannot be used are not refusals: the
+    reader gets one generic line (:func:`reader_message`; the details are logged) and stays signed in."""
     state = _state()
     try:
         data = build_data(user, state, min_dwell_s=min_dwell_s, questions=questions, labels=labels)
-    except StudyError as exc:
+    except ImagesUnavailable as exc:
+        st.error(reader_message(exc))
+        return None
+    except VoteRefused as exc:
         return str(exc)
+    except StudyError as exc:
+        st.error(reader_message(exc))
+        return None
     _component(key=KEY, data=data, default={"outbox": None}, on_outbox_change=_on_outbox)
     commit_sent(state)
     components.zoom_sync()

@@ -1,7 +1,8 @@
 """r2c review app: ``streamlit run app/streamlit_app.py`` (``scripts/run_app.sh`` sets everything up first).
 
-Pages depend on the signed-in role: everyone gets Sign in and Demo; readers get Vote; researchers the
-Dashboard; admins Studies, Readers, Export and the Dashboard. The sidebar shows who is signed in, the
+Pages depend on the signed-in role: everyone gets Sign in (and Demo, on the demo database or with
+``R2C_PUBLIC_DEMO=1``); readers get Vote; researchers the Dashboard and Demo; admins Studies, Readers, Export, the
+Dashboard and Demo. The sidebar shows who is signed in, the
 device the models run on, and the research-use notice.
 """
 
@@ -62,7 +63,7 @@ def pages_for(role: str | None, public_demo: bool = True) -> list[PageSpec]:
 def _sidebar(user: auth.User | None) -> None:
     with st.sidebar:
         if user is not None:
-            st.markdown(f"Signed in as **{user.name}** ({user.role})")
+            st.markdown(f"Signed in as **{auth.md_escape(user.name)}** ({user.role})")  # names are typed by admins
             if st.button("Sign out", key="sign_out", icon=":material/logout:"):
                 auth.sign_out()
                 st.rerun()
@@ -84,7 +85,8 @@ def main() -> None:
                        initial_sidebar_state="collapsed" if user and user.role == "reader" else "auto")
     services.backend()  # creates the demo database on first start (when allowed)
     services.configure_process()
-    specs = pages_for(user.role if user else None, services.settings().public_demo)
+    # the demo page for visitors who are not signed in: R2C_PUBLIC_DEMO when set, else only on the demo database
+    specs = pages_for(user.role if user else None, services.settings().demo_page_public(services.backend().demo.is_demo))
     pages = [st.Page(p.render, title=p.title, url_path=p.url_path, icon=p.icon, default=(i == 0))
              for i, p in enumerate(specs)]
     nav = st.navigation(pages)

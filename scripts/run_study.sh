@@ -9,13 +9,18 @@
 # from a folder of images or a manifest, open it, export the votes.
 # Environment: R2C_DB_URL (default sqlite:///<repo>/var/deploy/study.db; PostgreSQL: postgresql+psycopg://...),
 # R2C_ASSETS (default var/deploy/assets), ADDRESS (default 127.0.0.1), PORT (default 8501),
-# R2C_PUBLIC_DEMO (default 0: the demo page needs a researcher or admin sign-in), R2C_SESSION_IDLE_MIN (default 60).
+# R2C_PUBLIC_DEMO (default 0: the demo page needs a researcher or admin sign-in), R2C_SESSION_IDLE_MIN (default 60),
+# R2C_TRUSTED_PROXIES (default none; 127.0.0.1 for nginx on this machine that sets X-Forwarded-For $remote_addr).
+# FORWARDED_ALLOW_IPS is always set empty here: Streamlit's web server (uvicorn) would otherwise believe any
+# X-Forwarded-For from 127.0.0.1, i.e. what a client wrote, through a proxy that passes the header on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
 export R2C_DB_URL=${R2C_DB_URL:-sqlite:///$PWD/var/deploy/study.db}
 export R2C_ASSETS=${R2C_ASSETS:-$PWD/var/deploy/assets}
 export R2C_DEMO_DB=0 R2C_PUBLIC_DEMO=${R2C_PUBLIC_DEMO:-0}
+# the client address comes from the app alone (app/auth.py client_address, R2C_TRUSTED_PROXIES), never from uvicorn
+export FORWARDED_ALLOW_IPS=
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 umask 077  # the database (the study's secret key, the slot-to-method map) and the renditions: this user only
 PY=.venv/bin/python
@@ -45,5 +50,5 @@ case "${1:-}" in
       --server.fileWatcherType none --browser.gatherUsageStats false --client.toolbarMode minimal \
       --runner.postScriptGC false "${@:2}"
     ;;
-  *) sed -n 2,13p "$0"; exit 2 ;;
+  *) sed -n 2,16p "$0"; exit 2 ;;
 esac

@@ -180,21 +180,23 @@ def _failures(session: Session, cond, now: datetime, window: timedelta) -> int:
 
 
 def sign_in_allowed(session: Session, client_key: str | None, now: datetime | None = None, *,
-                    max_failures: int = MAX_FAILURES, window: timedelta = FAILURE_WINDOW) -> bool:
+                    max_failures: int = MAX_FAILURES, window: timedelta = FAILURE_WINDOW, pending: int = 0) -> bool:
     """Whether ``client_key`` may try to sign in: fewer than ``max_failures`` failures in the last ``window``
-    (counted since an administrator last lifted its lockout, if that is later)."""
+    (counted since an administrator last lifted its lockout, if that is later). ``pending``: attempts from this key
+    being checked right now, counted as failures (the app's sign-in does, so simultaneous tries cannot overrun)."""
     now = now or utcnow()
-    return _failures(session, _key_cond(client_key), now, window) < max_failures
+    return _failures(session, _key_cond(client_key), now, window) + max(0, int(pending)) < max_failures
 
 
 def account_locked(session: Session, reader_id: int | None, now: datetime | None = None, *,
-                   max_failures: int = MAX_FAILURES, window: timedelta = FAILURE_WINDOW) -> bool:
+                   max_failures: int = MAX_FAILURES, window: timedelta = FAILURE_WINDOW, pending: int = 0) -> bool:
     """Whether the account a code's selector names had ``max_failures`` wrong secrets in the last ``window``,
-    from any address (guessing one account's secret through many addresses or a shared proxy is stopped here)."""
+    from any address (guessing one account's secret through many addresses or a shared proxy is stopped here).
+    ``pending``: attempts on this account being checked right now, counted as failures (see :func:`sign_in_allowed`)."""
     if reader_id is None:
         return False
     now = now or utcnow()
-    return _failures(session, AuditEvent.reader_id == int(reader_id), now, window) >= max_failures
+    return _failures(session, AuditEvent.reader_id == int(reader_id), now, window) + max(0, int(pending)) >= max_failures
 
 
 def record_lockout(session: Session, client_key: str | None, reader_id: int | None = None, now: datetime | None = None, *,

@@ -44,7 +44,12 @@ PAD_CHUNK = b"rdPd"
 
 def pad_png(data: bytes, total: int, filler: bytes) -> bytes:
     """``data`` (a PNG) grown to exactly ``total`` bytes by one :data:`PAD_CHUNK` chunk before IEND, its payload
-    taken from ``filler`` (repeated as needed). ``total`` must leave room for the chunk's 12 bytes of framing."""
+    taken from ``filler`` (repeated as needed). ``total`` must leave room for the chunk's 12 bytes of framing.
+
+    This evens out the *total* size only (what a browser's network panel shows). The chunk layout stays readable:
+    the IDAT and padding chunks' length fields give the unpadded, compressed size. That size is a deterministic
+    function of the pixels (:func:`encode_png`), which the reader sees anyway, so it tells nothing the pixels do
+    not; do not read this padding as hiding more than the totals."""
     import struct
     import zlib
 

@@ -1,6 +1,11 @@
 """Administration (admins only), three pages: Studies (build from the data folder's manifest or from any folder of
 images, with a progress bar; assign readers; open / close), Readers (add, show the one-time access code, reset
-a code, enable / disable) and Export (every table of a study as a zip of CSV and Parquet files)."""
+a code, enable / disable) and Export (every table of a study as a zip of CSV and Parquet files).
+
+In the demo database (its codes are public, so anyone may be its admin) accounts cannot be added, reset, disabled
+or enabled, and no study is built: both are refused before anything is touched (:func:`app.demo_db.refuse_in_demo`).
+Text that users or clients chose (names, client keys) is never read as Markdown (:func:`app.auth.md_escape`).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ from study.manifest import folder_manifest, slug
 from study.models import ALLOCATIONS, READER_ROLES, STUDY_KINDS
 
 from .. import components, services, study_admin
-from ..auth import require_role
+from ..auth import md_escape, require_role
+from ..demo_db import ACCOUNTS_REFUSAL, demo_refusal
 
 NEW_CODE = "r2c_admin_new_code"
 
@@ -49,11 +55,11 @@ def _study_actions(overview) -> None:
                 msg = f"{n} new queries assigned." if n else "Every reader already has their queries."
             else:
                 study = builder.set_status(session, int(sid), action)
-                msg = f"Study {study.name!r} is now {study.status}."
+                msg = f"Study {md_escape(repr(study.name))} is now {study.status}."
         st.session_state["adm_msg"] = msg
         st.rerun()
     except StudyError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
 
 
 def _spec_form(cfg) -> tuple[StudySpec, str] | None:
@@ -88,6 +94,15 @@ def _spec_form(cfg) -> tuple[StudySpec, str] | None:
         go = st.form_submit_button("Build the study", type="primary")
     if not go:
         return None
+    with services.factory().begin() as session:  # before any file is read or written (the demo codes are public)
+        refused = demo_refusal(session)
+    if refused:
+        st.error(refused)
+        return None
+    common = dict(name=name.strip(), kind=kind, methods=tuple(methods), n_cases=int(n_cases), seed=int(seed),
+                  allocation=allocation, repeat_fraction=float(repeat), n_practice=int(practice),
+                  no_preference=bool(no_pref))
+    StudySpec(manifest=cfg.data_dir / "MANIFEST.csv", split=None, **common).validate()  # name, methods, ... first
     if source == "A folder of images":
         if not folder.strip():
             st.error("Enter the folder of images.")
@@ -98,10 +113,8 @@ def _spec_form(cfg) -> tuple[StudySpec, str] | None:
         n_cases = min(int(n_cases), n_found - int(practice)) if n_found > int(practice) else n_found
     else:
         manifest, split_v = cfg.data_dir / "MANIFEST.csv", (None if split == "all" else split)
-    spec = StudySpec(name=name.strip(), manifest=manifest, kind=kind, methods=tuple(methods), split=split_v,
-                     n_cases=int(n_cases), seed=int(seed), allocation=allocation, repeat_fraction=float(repeat),
-                     n_practice=int(practice), no_preference=bool(no_pref))
-    return spec, renderer
+    common["n_cases"] = int(n_cases)
+    return StudySpec(manifest=manifest, split=split_v, **common), renderer
 
 
 def render_studies() -> None:
@@ -130,10 +143,11 @@ def render_studies() -> None:
         t0 = time.perf_counter()
         sid = study_admin.build(services.factory(), spec, renderer, cfg.assets,
                                 progress=lambda done, total: bar.progress(done / max(1, total), text=f"Rendered {done} of {total} cases"))
-        st.session_state["adm_msg"] = f"Study {spec.name!r} (id {sid}) built in {time.perf_counter() - t0:.0f} s and opened."
+        st.session_state["adm_msg"] = (f"Study {md_escape(repr(spec.name))} (id {sid}) built in "
+                                       f"{time.perf_counter() - t0:.0f} s and opened.")
         st.rerun()
     except (StudyError, R2CError) as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
 
 
 # -- readers -------------------------------------------------------------------------------------------------
@@ -144,7 +158,7 @@ def _show_new_code() -> None:
     if not got:
         return
     name, code = got
-    st.success(f"Access code for **{name}** (shown only now: copy it and give it to them):")
+    st.success(f"Access code for **{md_escape(name)}** (shown only now: copy it and give it to them):")
     st.code(code, language=None)
     if st.button("I have noted the code", key="adm_code_ok"):
         st.session_state.pop(NEW_CODE, None)
@@ -159,6 +173,8 @@ def render_readers() -> None:
     with services.factory().begin() as session:
         table = study_overview.readers(session)
     st.dataframe(table, hide_index=True, width="stretch", key="adm_readers")
+    if services.backend().demo.is_demo:
+        st.info(ACCOUNTS_REFUSAL)
     with st.form("adm_add_reader", clear_on_submit=True):
         st.subheader("Add an account")
         a, b = st.columns([3, 1])
@@ -168,11 +184,12 @@ def render_readers() -> None:
     if add:
         try:
             with services.factory().begin() as session:
+                _refuse_account_change(session)
                 reader, code = accounts.add_reader(session, name, role)
                 st.session_state[NEW_CODE] = (reader.name, code)
             st.rerun()
         except StudyError as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
     if table.empty:
         return
     _lockouts()
@@ -180,18 +197,28 @@ def render_readers() -> None:
     names = list(table["name"])
     a, b, c, d = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
     who = a.selectbox("Account", names, key="adm_reader_pick")
+    reset = b.button("Reset code", key="adm_reset")  # every button is drawn before any of them acts
+    disable, enable = c.button("Disable", key="adm_disable"), d.button("Enable", key="adm_enable")
     try:
-        if b.button("Reset code", key="adm_reset"):
+        if reset:
             with services.factory().begin() as session:
+                _refuse_account_change(session)
                 st.session_state[NEW_CODE] = (who, accounts.reset_code(session, who))
             st.rerun()
-        for col, label, active in ((c, "Disable", False), (d, "Enable", True)):
-            if col.button(label, key=f"adm_{label.lower()}"):
-                with services.factory().begin() as session:
-                    accounts.set_active(session, who, active)
-                st.rerun()
+        if disable or enable:
+            with services.factory().begin() as session:
+                _refuse_account_change(session)
+                accounts.set_active(session, who, bool(enable))
+            st.rerun()
     except StudyError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
+
+
+def _refuse_account_change(session) -> None:
+    """Accounts of the demo database are fixed: its codes are public, so whoever signs in as ``demo-admin`` must
+    not lock the other visitors out, take over an account or make admins of their own (raises StudyError)."""
+    if demo_refusal(session):
+        raise StudyError(ACCOUNTS_REFUSAL)
 
 
 def _lockouts() -> None:
@@ -206,7 +233,7 @@ def _lockouts() -> None:
                "for 10 minutes. Lift a lockout once you know who it was.")
     for i, lock in enumerate(current):
         a, b = st.columns([4, 1], vertical_alignment="center")
-        a.markdown(f"**{lock['kind']}** `{lock['key']}`")
+        a.text(f"{lock['kind']}: {lock['key']}")  # plain text: a client key comes from the network
         if b.button("Lift", key=f"adm_lift_{i}"):
             with services.factory().begin() as session:
                 accounts.lift_lockout(session, client_key=lock["client_key"], reader_id=lock["reader_id"], actor=user.id)
@@ -246,11 +273,11 @@ def render_export() -> None:
         try:
             data, files = export_zip(factory, int(sid), user.id)
         except StudyError as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
             return
         st.session_state["exp_zip"] = (int(sid), data, files)
     got = st.session_state.get("exp_zip")
     if got and got[0] == int(sid):
-        st.caption(", ".join(got[2]))
+        st.caption(md_escape(", ".join(got[2])))  # file names carry the study's name
         st.download_button("Download (zip)", got[1], file_name=f"study-{got[0]}-export.zip", mime="application/zip",
                            key="exp_dl")

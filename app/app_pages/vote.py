@@ -10,6 +10,11 @@ that reader's saved order, identified only by slot number. One click on "Choose 
 the vote (optional confidence and comment), and the next query appears; "Undo last vote" withdraws the latest
 vote of this sitting. Image bytes are fetched once per (query, slot) and kept in the session; the voting area
 is a fragment, so a vote reruns only that area.
+
+Errors: a refusal of the reader (:class:`study.errors.VoteRefused`: account disabled, sitting not theirs) ends the
+session; an image that cannot be read or a database that cannot be used is told to the reader in one generic line
+(:func:`app.instant_vote.reader_message`; server paths and file hashes go to the server's log only) and the reader
+stays signed in.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import streamlit as st
 
 from study import overview as study_overview
 from study import voting
-from study.errors import StudyError
+from study.errors import StudyError, VoteRefused
 from study.voting import Progress, QueryView
 
 from .. import components, instant_vote, services
-from ..auth import User, require_role, sign_out
+from ..auth import User, md_escape, require_role, sign_out
+from ..instant_vote import ImagesUnavailable, reader_message
 
 STATE = "r2c_vote"
 CONFIDENCE, COMMENT = "vote_confidence", "vote_comment"
@@ -53,6 +59,8 @@ class VoteState:
     loaded: bool = False
     #: why the database refused to serve this reader (then nothing else is shown)
     refused: str = ""
+    #: a server-side problem loading the query (generic text; loading is tried again on the next run)
+    trouble: str = ""
     #: when (time.monotonic) the current query was put on screen: a vote sooner than min_dwell_s() after it is the
     #: second click of a double click landing on the next query's button, and is ignored
     shown_at: float = 0.0
@@ -83,14 +91,19 @@ def _show(state: VoteState, view: QueryView | None, progress: Progress) -> None:
 
 
 def _refresh(user: User, state: VoteState) -> None:
-    """Load the reader's current query. If the database refuses (account disabled, sitting no longer valid, study
-    closed), remember why: the voting area then shows it and asks the reader to sign in again."""
+    """Load the reader's current query. If the database refuses the reader (account disabled, sitting no longer
+    valid), remember why: the voting area then shows it and asks the reader to sign in again. Any other problem
+    (a database that cannot be used) is shown as one generic line and loading is tried again on the next run."""
+    state.trouble = ""
     try:
         with services.factory().begin() as session:
             view = voting.next_query(session, user.id, sitting_id=user.sitting_id)
             progress = voting.progress(session, user.id)
-    except StudyError as exc:
+    except VoteRefused as exc:
         state.refused = str(exc)
+        return
+    except StudyError as exc:
+        state.trouble = reader_message(exc)
         return
     _show(state, view, progress)
 
@@ -105,8 +118,11 @@ def _fetch(user: User, state: VoteState, token: str, n_slots: int) -> list[bytes
     """The PNG bytes of every slot of one of the reader's queries, fetched once and kept in the session."""
     if any((token, k) not in state.images for k in range(1, n_slots + 1)):
         with services.factory().begin() as session:  # equal sizes, per-reader bytes (study.voting.display_pngs)
-            pngs = voting.display_pngs(session, user.id, token, assets=services.settings().assets,
-                                       max_side=components.MAX_IMAGE_SIDE)
+            try:
+                pngs = voting.display_pngs(session, user.id, token, assets=services.settings().assets,
+                                           max_side=components.MAX_IMAGE_SIDE)
+            except StudyError as exc:  # a missing or corrupt rendition file: its path is for the server's log only
+                raise ImagesUnavailable(str(exc)) from exc
         for k, data in enumerate(pngs, start=1):
             state.images[(token, k)] = data
     return [state.images[(token, k)] for k in range(1, n_slots + 1)]
@@ -148,7 +164,7 @@ def _choose(query_token: str, slot: int | str) -> None:
             view = voting.next_query(session, user.id, sitting_id=user.sitting_id)
             progress = voting.progress(session, user.id)
     except StudyError as exc:
-        state.message = str(exc)
+        state.message = reader_message(exc)
         _refresh(user, state)
         return
     state.message = ""
@@ -164,7 +180,7 @@ def _undo() -> None:
             view = voting.undo_last_vote(session, user.id, sitting_id=user.sitting_id)
             progress = voting.progress(session, user.id)
     except StudyError as exc:
-        state.message, state.can_undo = str(exc), False
+        state.message, state.can_undo = reader_message(exc), False
         return
     state.message, state.can_undo = "Your last vote was withdrawn: choose again.", False
     _show(state, view, progress)
@@ -188,6 +204,9 @@ def voting_area() -> None:
         st.error(f"{state.refused} Please sign in again.")
         sign_out()
         return
+    if not state.loaded and state.trouble:
+        st.error(state.trouble)
+        return
     if state.message:
         st.toast(state.message)
         state.message = ""
@@ -203,11 +222,12 @@ def voting_area() -> None:
         return
     assert progress is not None
     _progress_line(view, progress)
-    st.markdown(f"**Label:** {LABEL_TEXT.get(view.label, view.label)} &nbsp;·&nbsp; {QUESTION.get(view.study_kind, '')}")
+    label = LABEL_TEXT.get(view.label) or md_escape(view.label)
+    st.markdown(f"**Label:** {label} &nbsp;·&nbsp; {QUESTION.get(view.study_kind, '')}")
     try:
         images = _images(user, state)
-    except StudyError as exc:  # e.g. the asset folder lost a rendition: say so, keep the app up
-        st.error(str(exc))
+    except StudyError as exc:  # e.g. the asset folder lost a rendition: one generic line, the details are logged
+        st.error(reader_message(exc))
         return
     components.comparison_grid(images, _choose, lambda k: (view.query_token, k), chosen=view.answered_slot)
     if view.no_preference:  # a study option (off by default: the paper forces a choice)

@@ -131,6 +131,10 @@ def test_a_reload_sends_pending_votes_once(page, iv_app):
         page.wait_for_function(CURRENT, arg=k)
         page.keyboard.press(str(slot))
     page.wait_for_function(CURRENT, arg=6)
+    for _ in range(150):  # the page sends its queue a moment after the vote: wait until the switch has dropped it
+        if dropped:
+            break
+        page.wait_for_timeout(100)  # playwright dispatches the socket's messages while it waits
     assert _pending(page) == 3 and dropped
     saved = page.evaluate("() => Object.entries(localStorage).filter(([k]) => k.startsWith('r2c-vote-queue:'))")
     assert len(saved) == 1 and len(json.loads(saved[0][1])) == 3
