@@ -21,6 +21,8 @@ LABEL_TEXT = {"covid": "COVID-19", "control": "Control"}
 
 #: Readers (then ``overall``) x methods: "ratio % [low, high]" and ``n`` (the same table ``python -m study stats`` prints)
 ratio_table = stats.selection_wide
+interval_legend = stats.interval_legend
+format_fleiss = stats.format_fleiss
 
 
 def count_table(selection: pd.DataFrame) -> pd.DataFrame:
@@ -69,8 +71,9 @@ def _tagged(fig, tag: str):
 
 def _selection_tab(tidy: pd.DataFrame, summary: dict, methods: list[str], tag: str = "") -> None:
     sel = summary["selection"]
-    st.subheader("Selection ratio, % [Wilson 95% CI]" + tag)
+    st.subheader("Selection ratio, % [95% CI]" + tag)
     st.dataframe(ratio_table(sel), key="dash_ratio_table", width="stretch")
+    st.caption("  \n".join(interval_legend(sel)))
     st.subheader("Selections (counts)" + tag)
     st.table(count_table(sel))
     c1, c2 = st.columns(2)
@@ -90,12 +93,16 @@ def _selection_tab(tidy: pd.DataFrame, summary: dict, methods: list[str], tag: s
 def _tests_tab(summary: dict, tag: str = "") -> None:
     st.subheader("Chi-square test against uniform choice" + tag)
     st.dataframe(summary["uniformity"], hide_index=True, width="stretch")
-    st.subheader("Each restored method against the original (exact binomial test)" + tag)
+    st.caption("Per reader: Pearson chi-square, Holm-adjusted over readers (p_holm); overall: Wald test with a "
+               "reader x case clustered covariance (readers' votes are not independent).")
+    st.subheader("Each restored method against the original" + tag)
     st.dataframe(summary["pairwise"], hide_index=True, width="stretch")
+    st.caption("Per reader: Wilson interval, exact binomial test against 50%; overall: two-way bootstrap interval, "
+               "logistic test with reader x case clustered SE. p_holm: Holm-adjusted over the restored methods.")
     agr = summary["agreement"]
     kappa = agr.get("kappa")
     st.metric("Fleiss' kappa", "-" if kappa is None or (isinstance(kappa, float) and math.isnan(kappa)) else f"{kappa:.3f}",
-              help=agr.get("note") or f"{agr.get('n_cases')} cases read by {agr.get('n_raters')} readers")
+              help=format_fleiss(agr))
     st.subheader("Repeat reads: same choice again" + tag)
     st.dataframe(summary["repeats"], hide_index=True, width="stretch")
     st.subheader("Reading time (s)" + tag)

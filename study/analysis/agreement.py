@@ -7,8 +7,14 @@ agreement expected by chance from how often each method is picked overall (1 = p
   common reader count (at least 2) enter it.
 * Krippendorff's alpha (nominal) accepts any number of readers per case, so it also covers studies where readers
   saw different but overlapping subsets; it is computed here from the coincidence matrix.
-* Self-agreement pairs each repeat read with that reader's first showing of the case: Cohen's kappa per reader,
-  flagged below a threshold (default 0.6).
+* Self-agreement pairs each repeat read with that reader's first showing of the case: the share of pairs with the
+  same pick (percent agreement, exact Clopper-Pearson interval) and Cohen's kappa per reader. Kappa is low for a
+  reader who nearly always picks the same method even when that reader is perfectly consistent (the "kappa
+  paradox": chance agreement is then close to 1), so a reader is flagged only when kappa is below the threshold
+  (default 0.6) *and* the raw agreement is below ``min_agreement`` (default 0.8). Kappa's asymptotic interval is
+  used only with at least ``min_pairs`` pairs and agreement strictly between 0 and 1; otherwise (few pairs, or
+  every pair agreeing, where the asymptotic variance is 0) the interval is the exact interval of the agreement
+  mapped onto the kappa scale with the chance agreement held fixed, and says so.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 from statsmodels.stats.inter_rater import cohens_kappa, fleiss_kappa
+from statsmodels.stats.proportion import proportion_confint
 
 from .bootstrap import percentile_interval
 from .data import answered_mask, primary_votes
@@ -144,49 +152,76 @@ def repeat_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     return out.loc[pd.notna(out["first"])].reset_index(drop=True)
 
 
-def cohen_kappa_pairs(first: Sequence[str], second: Sequence[str], categories: Sequence[str] | None = None) -> dict:
-    """Cohen's kappa (statsmodels ``cohens_kappa`` on the contingency table) for paired nominal ratings."""
+def cohen_kappa_pairs(first: Sequence[str], second: Sequence[str], categories: Sequence[str] | None = None, *,
+                      min_pairs: int = 10, level: float = 0.95) -> dict:
+    """Cohen's kappa (statsmodels ``cohens_kappa`` on the contingency table) for paired nominal ratings, with the
+    percent agreement (``agreement``, exact ``agreement_low``/``agreement_high``) and the chance agreement
+    (``chance``). ``interval`` names kappa's interval: "asymptotic" (statsmodels) with at least ``min_pairs`` pairs
+    and agreement strictly between 0 and 1, else "exact" (the agreement's Clopper-Pearson interval on the kappa
+    scale, chance held fixed); kappa is NaN when chance agreement is 1 (one method picked every time)."""
     cats = list(categories) if categories is not None else sorted(set(first) | set(second))
     idx = {c: i for i, c in enumerate(cats)}
     table = np.zeros((len(cats), len(cats)))
     for a, b in zip(first, second):
         table[idx[a], idx[b]] += 1
     n = int(table.sum())
-    agree = float(np.trace(table) / n) if n else float("nan")
+    same = float(np.trace(table))
+    agree = same / n if n else float("nan")
+    a_lo, a_hi = (proportion_confint(same, n, alpha=1.0 - level, method="beta") if n else (float("nan"),) * 2)
     row, col = table.sum(axis=1), table.sum(axis=0)
     p_e = float(row @ col) / n ** 2 if n else float("nan")
-    if n == 0 or p_e >= 1.0:
-        return {"kappa": float("nan"), "se": float("nan"), "low": float("nan"), "high": float("nan"), "pairs": n,
-                "agreement": agree}
+    out = {"pairs": n, "agreement": agree, "agreement_low": float(a_lo), "agreement_high": float(a_hi),
+           "chance": p_e}
+    if n == 0 or p_e >= 1.0 - 1e-12:
+        return {"kappa": float("nan"), "se": float("nan"), "low": float("nan"), "high": float("nan"),
+                "interval": "", **out}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # its z-test divides by 0 on degenerate tables
         res = cohens_kappa(table)
     kappa = float(res.kappa)
-    se = float(np.sqrt(max(float(res.var_kappa), 0.0)))  # rounding can make a zero variance slightly negative
-    low, high = np.clip([kappa - _Z95 * se, kappa + _Z95 * se], -1.0, 1.0)
-    return {"kappa": kappa, "se": se, "low": float(low), "high": float(high), "pairs": n, "agreement": agree}
+    var = float(res.var_kappa)
+    se = float(np.sqrt(max(var, 0.0)))  # rounding can make a zero variance slightly negative
+    z = float(_Z95 if abs(level - 0.95) < 1e-12 else norm.ppf(0.5 + level / 2))
+    if n >= min_pairs and 0.0 < agree < 1.0 and var > 1e-12:
+        low, high = np.clip([kappa - z * se, kappa + z * se], -1.0, 1.0)
+        how = "asymptotic"
+    else:
+        low, high = np.clip([(a_lo - p_e) / (1.0 - p_e), (a_hi - p_e) / (1.0 - p_e)], -1.0, 1.0)
+        how = "exact"
+    return {"kappa": kappa, "se": se, "low": float(low), "high": float(high), "interval": how, **out}
 
 
-def repeat_agreement(tidy: pd.DataFrame, *, threshold: float = 0.6, min_pairs: int = 10) -> dict:
-    """Self-agreement per reader on repeat reads (Cohen's kappa), flagged when kappa < ``threshold`` (or cannot be
-    computed); ``few_pairs`` marks readers with fewer than ``min_pairs`` repeat pairs, whose kappa is unreliable."""
+def repeat_agreement(tidy: pd.DataFrame, *, threshold: float = 0.6, min_pairs: int = 10,
+                     min_agreement: float = 0.8) -> dict:
+    """Self-agreement per reader on repeat reads: percent agreement and Cohen's kappa. ``flag`` when kappa <
+    ``threshold`` and the agreement < ``min_agreement`` (a reader who agrees with themself that often is
+    consistent whatever kappa says; see the module doc); ``few_pairs`` marks readers with fewer than ``min_pairs``
+    repeat pairs, whose figures are rough. The pooled row treats all readers' pairs alike (descriptive)."""
     pairs = repeat_pairs(tidy)
     if pairs.empty:
-        return {"threshold": threshold, "readers": [], "pooled": None, "note": "no answered repeat reads"}
+        return {"threshold": threshold, "min_pairs": min_pairs, "min_agreement": min_agreement, "readers": [],
+                "pooled": None, "note": "no answered repeat reads"}
     cats = sorted(set(pairs["first"]) | set(pairs["repeat"]))
     readers = []
     for name, grp in pairs.groupby("reader", sort=True):
-        res = cohen_kappa_pairs(list(grp["first"]), list(grp["repeat"]), cats)
+        res = cohen_kappa_pairs(list(grp["first"]), list(grp["repeat"]), cats, min_pairs=min_pairs)
         res["reader"] = str(name)
-        res["flag"] = bool(not np.isfinite(res["kappa"]) or res["kappa"] < threshold)
+        res["flag"] = _flag(res, threshold, min_agreement)
         res["few_pairs"] = bool(res["pairs"] < min_pairs)
         readers.append(res)
-    pooled = cohen_kappa_pairs(list(pairs["first"]), list(pairs["repeat"]), cats)
-    return {"threshold": threshold, "min_pairs": min_pairs, "readers": readers, "pooled": pooled}
+    pooled = cohen_kappa_pairs(list(pairs["first"]), list(pairs["repeat"]), cats, min_pairs=min_pairs)
+    pooled["flag"] = _flag(pooled, threshold, min_agreement)
+    return {"threshold": threshold, "min_pairs": min_pairs, "min_agreement": min_agreement, "readers": readers,
+            "pooled": pooled}
+
+
+def _flag(res: dict, threshold: float, min_agreement: float) -> bool:
+    """Inconsistent: kappa below the threshold and the raw agreement low too (never flagged on kappa alone)."""
+    return bool(np.isfinite(res["kappa"]) and res["kappa"] < threshold and res["agreement"] < min_agreement)
 
 
 def agreement(tidy: pd.DataFrame, *, rng: np.random.Generator, n_boot: int, threshold: float = 0.6,
-              level: float = 0.95) -> dict:
+              level: float = 0.95, min_agreement: float = 0.8) -> dict:
     return {"fleiss": fleiss_report(tidy, rng=rng, n_boot=n_boot, level=level),
             "krippendorff": krippendorff_report(tidy, rng=rng, n_boot=n_boot, level=level),
-            "repeats": repeat_agreement(tidy, threshold=threshold)}
+            "repeats": repeat_agreement(tidy, threshold=threshold, min_agreement=min_agreement)}

@@ -1,8 +1,12 @@
 """From the tidy one-row-per-query table to the arrays every statistic works on.
 
 The tidy table (``study.export.tidy_votes`` or ``study.simulate.simulate_tidy``) has one row per shown query,
-answered or not. The *primary* votes are the answered first showings: unanswered queries carry no choice and repeat
-reads are kept apart for the self-agreement analysis, so no case ever counts twice for one reader.
+answered or not, of ONE study (``validate_tidy`` refuses a table mixing studies: a restoration and a segmentation
+study pooled would be meaningless). The *primary* votes are the answered first showings: unanswered queries carry no
+choice and repeat reads are kept apart for the self-agreement analysis, so no case ever counts twice for one reader.
+A repeat read never becomes a primary vote, not even when its first showing was left unanswered (the reader had
+already seen the case). ``first_reads`` and ``primary_votes`` are the one definition every part of
+``study.analysis`` (the dashboard tables included) uses.
 """
 
 from __future__ import annotations
@@ -20,10 +24,16 @@ REQUIRED_COLUMNS = (
 
 
 def validate_tidy(tidy: pd.DataFrame) -> None:
-    """Raise ``ValueError`` with one clear line when ``tidy`` lacks a column the analysis needs."""
+    """Raise ``ValueError`` with one clear line when ``tidy`` lacks a column the analysis needs or holds more than
+    one study (analyse one study at a time: filter on ``study_id``)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in tidy.columns]
     if missing:
         raise ValueError(f"tidy table lacks column(s): {', '.join(missing)}")
+    studies = sorted(str(s) for s in tidy["study_id"].dropna().unique())
+    kinds = sorted(str(k) for k in tidy["study_kind"].dropna().unique())
+    if len(studies) > 1 or len(kinds) > 1:
+        raise ValueError(f"tidy table holds {len(studies)} studies (ids {', '.join(studies)}; kinds "
+                         f"{', '.join(kinds)}): analyse one study at a time (filter on study_id)")
     too_many = int(tidy["n_slots"].max()) if len(tidy) else 0
     absent = [f"slot_{k}" for k in range(1, too_many + 1) if f"slot_{k}" not in tidy.columns]
     if absent:
@@ -37,13 +47,32 @@ def slot_columns(tidy: pd.DataFrame) -> list[str]:
 
 
 def answered_mask(tidy: pd.DataFrame) -> pd.Series:
+    """Rows whose reader chose an image ("no preference" answers are answered but chose none)."""
     return tidy["chosen_method"].notna()
 
 
+def no_preference_mask(tidy: pd.DataFrame) -> pd.Series:
+    """Rows answered "no preference" (a study option; False everywhere when the column is absent)."""
+    if "no_preference" not in tidy:
+        return pd.Series(False, index=tidy.index)
+    return tidy["no_preference"].fillna(False).astype(bool)
+
+
+def first_reads(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Answered first showings, "no preference" answers included: each reader's one read of each case.
+
+    Repeat reads never count here (not even when the first showing was left unanswered), and should a table hold
+    two first showings of one case to one reader, only the first row counts."""
+    keep = (answered_mask(tidy) | no_preference_mask(tidy)) & ~tidy["is_repeat"].astype(bool)
+    reads = tidy.loc[keep]
+    return reads.loc[~reads.duplicated(["reader", "case_key"], keep="first")]
+
+
 def primary_votes(tidy: pd.DataFrame) -> pd.DataFrame:
-    """Answered first showings (no repeat reads, no unanswered queries): what every ratio counts."""
-    keep = answered_mask(tidy) & ~tidy["is_repeat"].astype(bool)
-    return tidy.loc[keep].reset_index(drop=True)
+    """First reads that chose an image (no repeat reads, no unanswered queries, no "no preference" answers): what
+    every ratio counts."""
+    reads = first_reads(tidy)
+    return reads.loc[answered_mask(reads)].reset_index(drop=True)
 
 
 def method_order(tidy: pd.DataFrame, original: str = "original") -> list[str]:

@@ -3,10 +3,16 @@
 The outcome is 1 when, in a query that showed the original, the reader picked a restored version. Votes by the same
 reader, and votes on the same case, are not independent; three complementary models (all statsmodels):
 
-* ``gee``: logistic GEE, exchangeable correlation within reader, bias-reduced (Mancl-DeRouen) sandwich standard
-  error; the interval uses a t quantile with (readers - 1) degrees of freedom because readers are few.
+* ``gee``: logistic GEE with reader clusters and an *independence* working correlation, so that its central value
+  is exactly the pooled share (the selection ratio) whatever the number of votes per reader; its standard error
+  is the bias-reduced (Mancl-DeRouen) sandwich, and the interval uses a t quantile with (readers - 1) degrees of
+  freedom because readers are few. The within-reader correlation is still reported, as a description, from an
+  exchangeable fit (an exchangeable working correlation would weight readers unequally and move the estimate
+  away from the pooled share when readers read different numbers of cases).
 * ``glm_two_way``: logistic GLM with a two-way (reader and case) cluster-robust standard error
-  (Cameron-Gelbach-Miller); t quantile with (min(readers, cases) - 1) degrees of freedom.
+  (Cameron-Gelbach-Miller, ``robust.two_way_cov``, negative variances repaired there); t quantile with
+  (min(readers, cases) - 1) degrees of freedom. ``glm_share_test`` is the same model as a test of a share against
+  a null value (the dashboard's "restored vs original" test, overall).
 * ``mixed``: Bayesian logistic mixed model with random reader and case intercepts (``BinomialBayesMixedGLM``,
   variational fit). Reports the probability for a *typical* reader on a *typical* case and how much readers and
   cases vary (standard deviations on the log-odds scale). Its posterior spread for the intercept is known to be
@@ -24,11 +30,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy.special import expit
+from scipy.special import expit, logit
 from scipy.stats import t as t_dist
 from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
 from .data import ChoiceData, restored_outcome
+from .robust import two_way_cov
 
 log = logging.getLogger(__name__)
 
@@ -52,33 +59,70 @@ def _interval(b: float, se: float, df: int, level: float) -> dict:
 
 
 def gee_restored(frame: pd.DataFrame, *, level: float = 0.95) -> dict:
-    """Intercept-only logistic GEE, groups = reader, exchangeable, bias-reduced covariance."""
+    """Intercept-only logistic GEE, groups = reader, independence working correlation (estimate = pooled share),
+    bias-reduced sandwich covariance; ``within_reader_corr`` from an exchangeable fit, descriptive only."""
     n_readers = int(frame["reader"].nunique())
     if n_readers < 2 or frame["y"].nunique() < 2:
         return {"error": "needs at least two readers and both outcomes"}
-    model = sm.GEE(frame["y"].to_numpy(), np.ones((len(frame), 1)), groups=frame["reader"].to_numpy(),
-                   family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable())
+    y, x, groups = frame["y"].to_numpy(), np.ones((len(frame), 1)), frame["reader"].to_numpy()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = model.fit(cov_type="bias_reduced")
+        res = sm.GEE(y, x, groups=groups, family=sm.families.Binomial(),
+                     cov_struct=sm.cov_struct.Independence()).fit(cov_type="bias_reduced")
+        try:
+            exch = sm.GEE(y, x, groups=groups, family=sm.families.Binomial(),
+                          cov_struct=sm.cov_struct.Exchangeable()).fit()
+            corr = float(np.atleast_1d(exch.cov_struct.dep_params)[0])
+        except (np.linalg.LinAlgError, ValueError):
+            corr = float("nan")
     out = _interval(float(res.params[0]), float(res.bse[0]), n_readers - 1, level)
-    out["within_reader_corr"] = float(np.atleast_1d(res.cov_struct.dep_params)[0])
+    out["within_reader_corr"] = corr
+    out["working_correlation"] = "independence"
     out["readers"] = n_readers
     out["notes"] = sorted({str(w.message).splitlines()[0] for w in caught})
     return out
 
 
+def _two_way_fit(frame: pd.DataFrame) -> tuple[float, object] | None:
+    """(intercept, ClusteredCov) of the intercept-only logistic GLM; None when it cannot be fitted."""
+    y = frame["y"].to_numpy(dtype=float)
+    if len(y) == 0 or y.min() == y.max():
+        return None
+    res = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial()).fit()
+    scores = np.asarray(res.model.score_obs(res.params), dtype=float)
+    bread = np.asarray(res.cov_params(), dtype=float)  # inverse information (scale 1 for the binomial)
+    return float(res.params[0]), two_way_cov(bread, scores, frame["reader"].to_numpy(), frame["case"].to_numpy())
+
+
 def glm_two_way(frame: pd.DataFrame, *, level: float = 0.95) -> dict:
-    """Intercept-only logistic GLM with standard errors clustered on reader and on case."""
+    """Intercept-only logistic GLM with standard errors clustered on reader and on case (``robust.two_way_cov``:
+    a negative two-way variance is replaced by the larger one-way variance, with a note)."""
     n_readers, n_cases = int(frame["reader"].nunique()), int(frame["case"].nunique())
     if min(n_readers, n_cases) < 2 or frame["y"].nunique() < 2:
         return {"error": "needs at least two readers, two cases and both outcomes"}
-    groups = np.column_stack([frame["reader"].to_numpy(), frame["case"].to_numpy()])
-    res = sm.GLM(frame["y"].to_numpy(), np.ones((len(frame), 1)), family=sm.families.Binomial()).fit(
-        cov_type="cluster", cov_kwds={"groups": groups})
-    out = _interval(float(res.params[0]), float(res.bse[0]), min(n_readers, n_cases) - 1, level)
-    out.update({"readers": n_readers, "cases": n_cases})
+    b, cc = _two_way_fit(frame)
+    se = float(cc.se[0])
+    if not np.isfinite(se):
+        return {"error": "no clustered variance could be computed", "notes": cc.notes}
+    out = _interval(b, se, int(cc.df), level)
+    out.update({"readers": n_readers, "cases": n_cases, "variance": cc.kind, "notes": cc.notes})
     return out
+
+
+def glm_share_test(frame: pd.DataFrame, null: float = 0.5) -> dict:
+    """Two-sided test that the share of ``y`` = 1 equals ``null``, from the two-way clustered GLM: t = (logit(share)
+    - logit(null)) / SE on min(readers, cases) - 1 degrees of freedom. ``p`` is NaN (with ``error``) when the model
+    cannot be fitted (one outcome only, or one reader and one case)."""
+    fit = _two_way_fit(frame)
+    if fit is None:
+        return {"p": float("nan"), "error": "every vote has the same outcome"}
+    b, cc = fit
+    se = float(cc.se[0])
+    if not (np.isfinite(se) and cc.df >= 1):
+        return {"p": float("nan"), "error": "no clustered variance could be computed", "notes": cc.notes}
+    t_stat = (b - float(logit(null))) / se
+    return {"p": float(2.0 * t_dist.sf(abs(t_stat), cc.df)), "t": float(t_stat), "df": int(cc.df),
+            "variance": cc.kind, "notes": cc.notes}
 
 
 def mixed_restored(frame: pd.DataFrame) -> dict:

@@ -147,9 +147,16 @@ def test_researcher_dashboard_matches_the_database(page, app_url, e2e_study, sho
     page.screenshot(path=str(shots / "e2e-dashboard.png"), full_page=True)
 
 
-def test_demo_restores_a_real_xray_and_reports_a_corrupt_file(page, app_url, cxr_dir, cxr_manifest, shots):
+def test_demo_restores_a_real_xray_and_reports_a_corrupt_file(page, app_url, e2e_study, cxr_dir, cxr_manifest, shots):
     mhh = cxr_manifest[cxr_manifest["source"] == "mhh"].iloc[0]
-    page.goto(f"{app_url}/demo")
+    # a study database (R2C_PUBLIC_DEMO unset): visitors who are not signed in get no demo page
+    page.goto(app_url)
+    wait_app_idle(page)
+    page.get_by_label("Access code").wait_for()
+    assert page.get_by_role("link", name="Demo").count() == 0
+    # a researcher gets it
+    sign_in(page, e2e_study.codes["researcher-1"])
+    page.get_by_role("link", name="Demo").click()
     wait_app_idle(page)
     page.get_by_text("Demo: restore and segment").wait_for()
     upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import binomtest, chi2_contingency, chisquare
+from scipy.stats import beta, binomtest, chi2_contingency, chisquare
 from statsmodels.discrete.conditional_models import ConditionalLogit
 from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
 
@@ -210,10 +210,16 @@ def test_cohen_kappa_known_table_and_perfect_agreement():
     res = cohen_kappa_pairs(first, second)
     assert res["kappa"] == pytest.approx(0.4) and res["agreement"] == pytest.approx(0.7) and res["pairs"] == 50
     assert res["low"] == pytest.approx(cohens_kappa(np.array([[20, 5], [10, 15]])).kappa_low)
-    # perfect agreement on 3/6/1 of 5 categories: statsmodels' variance comes out as -4e-17 (NaN interval)
+    assert res["interval"] == "asymptotic"
+    # perfect agreement on 3/6/1 of 5 categories: the asymptotic variance is 0 (statsmodels: -4e-17), so the
+    # interval is the exact (Clopper-Pearson) interval of 10/10 agreeing pairs mapped onto kappa, chance fixed
     same = ["b"] * 3 + ["c"] * 6 + ["d"]
     perfect = cohen_kappa_pairs(same, same, list("abcde"))
-    assert perfect["kappa"] == pytest.approx(1.0) and perfect["low"] == perfect["high"] == pytest.approx(1.0)
+    p_e = (3 * 3 + 6 * 6 + 1 * 1) / 100
+    assert perfect["kappa"] == pytest.approx(1.0) and perfect["interval"] == "exact"
+    assert perfect["chance"] == pytest.approx(p_e) and perfect["high"] == pytest.approx(1.0)
+    a_low = beta.ppf(0.025, 10, 1)  # Clopper-Pearson lower bound of 10 of 10
+    assert perfect["low"] == pytest.approx((a_low - p_e) / (1 - p_e)) and perfect["low"] < 1.0
     assert np.isnan(cohen_kappa_pairs(["a", "a"], ["a", "a"])["kappa"])  # no chance-corrected answer
 
 

@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest, chisquare
 from statsmodels.stats.inter_rater import fleiss_kappa
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
 from study.analysis import tables as st
+from study.analysis.models import glm_share_test
+from study.analysis.selection import BOOT_LABEL
 
 METHODS = ["original", "cnn-x1", "cnn-compact-x3", "op-q3-x3", "op-q5-x3"]
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -65,10 +68,19 @@ def test_selection_ratios_and_wilson_intervals() -> None:
         for method in METHODS:
             row = sel[(sel["reader"] == name) & (sel["method"] == method)].iloc[0]
             k = sum(1 for r in mine if r[2] == method)
-            lo, hi = proportion_confint(k, len(mine), alpha=0.05, method="wilson")
             assert (row["chosen"], row["n"]) == (k, len(mine))
             assert row["ratio"] == pytest.approx(k / len(mine))
-            assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi))
+            if name == "overall":  # readers pooled: the two-way (reader x case) bootstrap, seeded
+                assert row["ci_method"] == BOOT_LABEL and row["ci_low"] <= row["ratio"] <= row["ci_high"]
+            else:  # one reader's votes: Wilson
+                lo, hi = proportion_confint(k, len(mine), alpha=0.05, method="wilson")
+                assert row["ci_method"] == "Wilson" and (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi))
+    overall = sel[sel["reader"] == "overall"]
+    again = st.selection_ratios(tidy, methods=METHODS)
+    assert again[["ci_low", "ci_high"]].equals(sel[["ci_low", "ci_high"]])  # reproducible (seeded)
+    # readers differ here, so the pooled interval is wider than Wilson's, which treats all 89 votes as independent
+    w_lo, w_hi = proportion_confint(overall["chosen"], overall["n"], alpha=0.05, method="wilson")
+    assert ((overall["ci_high"] - overall["ci_low"]).to_numpy() > (w_hi - w_lo).to_numpy()).all()
     table = st.selection_table(tidy, methods=METHODS)
     assert list(table.columns) == METHODS + ["n"]
     assert table.loc["overall", METHODS].sum() == pytest.approx(1.0)
@@ -89,14 +101,39 @@ def test_uniformity_and_pairwise_tests_use_the_counts() -> None:
     reads = st.counted_reads(tidy)
     uni = st.uniformity_tests(tidy, methods=METHODS).set_index("reader")
     obs = [int((reads["chosen_method"] == m).sum()) for m in METHODS]
-    assert uni.loc["overall", "p_value"] == pytest.approx(chisquare(obs).pvalue)
-    assert uni.loc["overall", "dof"] == 4
+    # per reader: Pearson chi-square on that reader's counts, Holm over the readers
+    per = []
+    for name in ("reader0", "reader1", "reader2"):
+        mine = reads[reads["reader"] == name]
+        per.append(chisquare([int((mine["chosen_method"] == m).sum()) for m in METHODS]).pvalue)
+        assert uni.loc[name, "p_value"] == pytest.approx(per[-1]) and uni.loc[name, "dof"] == 4
+    assert uni.loc[["reader0", "reader1", "reader2"], "p_holm"].to_numpy() == pytest.approx(
+        multipletests(per, method="holm")[1])
+    # overall: the clustered Wald test, on F(4, min(readers, cases) - 1) = F(4, 2)
+    # (3 readers: a reader-clustered covariance has rank <= 2, so the Wald test uses the contrasts it can estimate)
+    dof, test = int(uni.loc["overall", "dof"]), uni.loc["overall", "test"]
+    assert uni.loc["overall", "n"] == sum(obs) and 1 <= dof <= 4 and (dof == 4 or f"{dof} of 4 contrasts" in test)
+    assert uni.loc["overall", "df_denom"] == 2 and test.startswith("Wald") and f"F({dof}, 2)" in test
+    assert 0.0 < uni.loc["overall", "p_value"] <= 1.0
     pw = st.pairwise_vs_original(tidy, methods=METHODS)
+    assert set(pw["method"]) == set(METHODS[1:])
     row = pw[(pw["method"] == "cnn-compact-x3") & (pw["reader"] == "overall")].iloc[0]
     wins, losses = obs[2], obs[0]
-    assert (row["wins"], row["losses"]) == (wins, losses)
-    assert row["p_value"] == pytest.approx(binomtest(wins, wins + losses, 0.5).pvalue)
-    assert set(pw["method"]) == set(METHODS[1:])
+    assert (row["wins"], row["losses"]) == (wins, losses) and row["test"].startswith("logistic")
+    assert row["p_value"] == pytest.approx(glm_share_test(_pair_frame(reads, "cnn-compact-x3"))["p"])
+    mine = reads[reads["reader"] == "reader1"]
+    r1 = pw[(pw["method"] == "cnn-compact-x3") & (pw["reader"] == "reader1")].iloc[0]
+    w1, l1 = int((mine["chosen_method"] == "cnn-compact-x3").sum()), int((mine["chosen_method"] == "original").sum())
+    assert (r1["wins"], r1["losses"]) == (w1, l1)
+    assert r1["p_value"] == pytest.approx(binomtest(w1, w1 + l1, 0.5).pvalue)
+    fam = pw[pw["reader"] == "reader1"]
+    assert fam["p_holm"].to_numpy() == pytest.approx(multipletests(fam["p_value"], method="holm")[1])
+
+
+def _pair_frame(reads: pd.DataFrame, method: str) -> pd.DataFrame:
+    pair = reads[reads["chosen_method"].isin([method, "original"])]
+    return pd.DataFrame({"y": (pair["chosen_method"] == method).to_numpy(dtype=float),
+                         "reader": pair["reader"].to_numpy(), "case": pair["case_key"].to_numpy()})
 
 
 def test_breakdowns_and_reading_time() -> None:
@@ -119,9 +156,13 @@ def test_fleiss_kappa_over_shared_cases() -> None:
     table = np.zeros((20, 5))
     for _, c, m in reads:
         table[c, METHODS.index(m)] += 1
-    assert ag["kappa"] == pytest.approx(fleiss_kappa(table, method="fleiss")) and ag["n_raters"] == 3
+    assert ag["kappa"] == pytest.approx(fleiss_kappa(table, method="fleiss"))
+    assert (ag["raters"], ag["cases"], ag["cases_total"]) == (3, 20, 20)
+    assert ag["low"] <= ag["kappa"] <= ag["high"] and ag["interval"] == "case bootstrap"
     split = _tidy([("a", 1, "original"), ("b", 2, "cnn-x1")])
-    assert math.isnan(st.agreement(split)["kappa"]) and "split" in st.agreement(split)["note"]
+    res = st.agreement(split)
+    assert res["kappa"] is None and "read by the same number" in res["note"]
+    assert "not computed" in st.format_fleiss(res)
 
 
 def test_summary_text_has_every_section() -> None:
