@@ -173,26 +173,52 @@ def demo_manifest(data_dir: Path, out: Path) -> Path | None:
     return out
 
 
-def pick_renderer(weights_root: Path, device: str | None = None) -> tuple[object, tuple[str, ...], str]:
-    """``(renderer, methods, name)``: the paper's reader-study methods among the bundled models (every bundled
-    model when none of those is there) when at least one restorer is there, else the synthetic renderer."""
+def usable_methods(methods: list[str], weights_root: Path) -> tuple[list[str], list[str]]:
+    """``(usable, skipped)``: the methods whose model loads from ``weights_root`` (``original`` always), and one
+    line per model whose bundled weights do not (missing, truncated or corrupt file, a checkpoint that does not fit
+    its model), so that one bad file costs the demo that model, not the whole demo study."""
+    from r2c_core.errors import R2CError
+    from r2c_core.methods import ORIGINAL, load_restorer, parse_method
+
+    verdict: dict[str, str | None] = {}
+    usable: list[str] = []
+    for method in methods:
+        model, _ = parse_method(method)
+        if model != ORIGINAL and model not in verdict:
+            try:
+                load_restorer(model, weights_root, device="cpu")
+                verdict[model] = None
+            except (R2CError, OSError, ValueError, RuntimeError) as exc:
+                verdict[model] = f"{model} ({exc})"
+                log.warning("demo study: model %s left out, its weights do not load: %s", model, exc)
+        if model == ORIGINAL or verdict[model] is None:
+            usable.append(method)
+    return usable, [v for v in verdict.values() if v]
+
+
+def pick_renderer(weights_root: Path, device: str | None = None) -> tuple[object, tuple[str, ...], str, list[str]]:
+    """``(renderer, methods, name, skipped)``: the paper's reader-study methods among the bundled models whose
+    weights load (every such model when fewer than two paper methods do) when at least one restorer is there,
+    else the synthetic renderer; ``skipped`` names the bundled models left out because their weights do not load."""
     from r2c_core.study_renderer import PAPER_METHODS, R2CRenderer, available_methods
 
-    bundled = available_methods(weights_root)
+    bundled, skipped = usable_methods(available_methods(weights_root), weights_root)
     paper = [m for m in PAPER_METHODS if m in bundled]
     methods = paper if len(paper) >= 2 else bundled
     if len(methods) >= 2:
-        return R2CRenderer("restoration", weights_root=weights_root, device=device, methods=methods), tuple(methods), "r2c"
+        renderer = R2CRenderer("restoration", weights_root=weights_root, device=device, methods=methods)
+        return renderer, tuple(methods), "r2c", skipped
     synthetic = SyntheticRenderer("restoration", working_size=256)
-    return synthetic, tuple(synthetic.methods), "synthetic"
+    return synthetic, tuple(synthetic.methods), "synthetic", skipped
 
 
-def _build_demo_study(factory: sessionmaker[Session], settings: AppSettings, progress: Progress | None) -> str | None:
+def _build_demo_study(factory: sessionmaker[Session], settings: AppSettings,
+                      progress: Progress | None) -> tuple[str | None, list[str]]:
     var = (sqlite_file(settings.db_url) or settings.assets).parent
     manifest = demo_manifest(settings.data_dir, var / "demo-manifest.csv")
     if manifest is None:
-        return None
-    renderer, methods, name = pick_renderer(settings.weights_root, settings.device)
+        return None, []
+    renderer, methods, name, skipped = pick_renderer(settings.weights_root, settings.device)
     spec = StudySpec(name=DEMO_STUDY, manifest=manifest, kind="restoration", methods=methods, split=None,
                      n_cases=DEMO_CASES, seed=7, allocation="overlap", n_practice=DEMO_PRACTICE,
                      method_settings={"renderer": name, "demo": True})
@@ -202,7 +228,7 @@ def _build_demo_study(factory: sessionmaker[Session], settings: AppSettings, pro
         study = session.get(Study, study_id)
         if study is not None and not study.settings.get("demo"):
             study.settings = {**study.settings, "demo": True}
-    return name
+    return name, skipped
 
 
 def _build_simulated_study(factory: sessionmaker[Session], settings: AppSettings) -> None:
@@ -253,10 +279,13 @@ def ensure_demo_database(settings: AppSettings | None = None, progress: Progress
     with factory.begin() as session:
         has_study = session.scalar(select(Study.id).where(Study.name == DEMO_STUDY)) is not None
         renderer = demo_renderer_name(session)
+    skipped: list[str] = []
     if not (has_study and renderer):
-        renderer = _build_demo_study(factory, settings, progress)
+        renderer, skipped = _build_demo_study(factory, settings, progress)
     _build_simulated_study(factory, settings)
     note = "" if renderer else f"no X-ray data in {settings.data_dir}: demo study skipped"
+    if skipped:
+        note = "; ".join(filter(None, [note, "left out of the demo study, weights that do not load: " + "; ".join(skipped)]))
     return DemoStatus(is_demo=True, created=fresh, study_built=renderer is not None, renderer=renderer, note=note)
 
 

@@ -435,3 +435,21 @@ def test_at_most_a_few_code_checks_run_at_once(study_env, monkeypatch):
     assert auth.hash_slots() == 2
     ok = auth.sign_in(factory, study_env.codes["reader-1"], "ip:10.0.0.1")
     assert ok.user is not None and not auth._PENDING
+
+
+def test_a_bundled_model_whose_weights_do_not_load_is_left_out_of_the_demo_study(tmp_path, caplog):
+    """A truncated weights file costs the demo study that model (with a warning and a note), not the whole demo."""
+    from tests.e2e.harness import export_test_weights
+
+    export_test_weights(tmp_path / "weights", models=("op-q1", "op-q3", "cnn-compact"), lung=False)
+    bad = tmp_path / "weights" / "r2c-op-q3" / "model.safetensors"
+    bad.write_bytes(bad.read_bytes()[:4000])
+    _, methods, name, skipped = demo_db.pick_renderer(tmp_path / "weights", device="cpu")
+    assert name == "r2c" and "op-q3-x3" not in methods and {"original", "cnn-compact-x3"} <= set(methods)
+    assert len(skipped) == 1 and skipped[0].startswith("op-q3 (") and "safetensors" in skipped[0]
+    assert "op-q3" in caplog.text
+    # every model unreadable: the synthetic renderer, and the demo still starts
+    for d in (tmp_path / "weights").glob("r2c-*"):
+        (d / "model.safetensors").write_bytes(b"not a checkpoint")
+    _, methods, name, skipped = demo_db.pick_renderer(tmp_path / "weights", device="cpu")
+    assert name == "synthetic" and len(skipped) == 3
