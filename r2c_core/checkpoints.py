@@ -82,17 +82,28 @@ def weights_token(path: str | Path) -> str | None:
         return (fh.metadata() or {}).get("save_token")
 
 
+#: suffixes of pickle checkpoints: never loaded (unpickling runs code), only named in the error
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+
+
 def read_config(directory: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoint folder as a dict (one-line :class:`CheckpointError` when it is missing or
+    not a JSON object)."""
     d = Path(directory)
     cfg_path = d / CONFIG_FILE
     if not d.exists():
         raise CheckpointError(f"{d}: checkpoint folder not found")
+    if d.is_file():
+        pickled = d.suffix.lower() in PICKLE_SUFFIXES
+        hint = "; pickle checkpoints are not loaded (unpickling can run code)" if pickled else ""
+        raise CheckpointError(f"{d}: is a file, not a checkpoint folder (one holding {WEIGHTS_FILE} and "
+                              f"{CONFIG_FILE}){hint}")
     if not cfg_path.is_file():
         raise CheckpointError(f"{d}: no {CONFIG_FILE} (a checkpoint folder holds {WEIGHTS_FILE} and {CONFIG_FILE})")
     try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from exc
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON and UTF-8 errors; RecursionError: nesting
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({' '.join(str(exc).split())[:200]})") from exc
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{cfg_path}: expected a JSON object")
     return cfg
@@ -142,8 +153,17 @@ def sub_state(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, tor
     return {k[cut:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    return "float" if dtype.is_floating_point else "int"
+
+
 def load_state_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], *, what: str = "checkpoint") -> None:
-    """Strictly load ``tensors`` into ``module``; any missing/unexpected key or shape mismatch is one clear error."""
+    """Strictly load ``tensors`` into ``module``; any missing/unexpected key, shape mismatch or dtype of another kind
+    (an integer or bool tensor for float weights, a float for an integer buffer; fp16 for fp32 fits) is one clear error."""
     own = module.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
@@ -152,10 +172,17 @@ def load_state_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor]
         for k in own
         if k in tensors and tuple(tensors[k].shape) != tuple(own[k].shape)
     ]
-    if missing or unexpected or shape:
+    dtype = [
+        f"{k} {str(tensors[k].dtype).replace('torch.', '')} vs {str(own[k].dtype).replace('torch.', '')}"
+        for k in own
+        if k in tensors and _dtype_kind(tensors[k].dtype) != _dtype_kind(own[k].dtype)
+    ]
+    if missing or unexpected or shape or dtype:
         parts = []
         if shape:
             parts.append(f"{len(shape)} shape mismatch(es), first: {shape[0]}")
+        if dtype:
+            parts.append(f"{len(dtype)} dtype mismatch(es), first: {dtype[0]}")
         if missing:
             parts.append(f"{len(missing)} missing key(s), first: {missing[0]}")
         if unexpected:

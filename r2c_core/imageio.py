@@ -16,20 +16,27 @@ Conversion rules (documented in README "Input images"):
   has one, else the percentile window; MONOCHROME1 is inverted so that bone is bright. Multi-frame DICOM
   is refused (pick one frame first).
 * Multi-page images (TIFF stacks, animated GIF) are refused, as are images above :data:`MAX_PIXELS`
-  pixels (decompression bombs) and files above :data:`MAX_FILE_BYTES`.
+  pixels (decompression bombs) and files above :data:`MAX_FILE_BYTES` (a deflated DICOM: above it once inflated).
+* EXIF / TIFF orientation is applied. Only :data:`PIL_FORMATS` (and DICOM) are parsed: uploads are untrusted, so the
+  many rarely used PIL decoders (and Ghostscript, for EPS) never see them.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import warnings
+import zlib
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import TYPE_CHECKING, BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageLoadError
+
+if TYPE_CHECKING:
+    import pydicom
 
 #: Largest accepted image, in pixels (about 8000 x 8000): larger files are treated as decompression bombs.
 #: the largest image accepted (pixels): a chest X-ray detector gives at most about 4300 x 4300 (18.5 MP); anything
@@ -39,35 +46,66 @@ MAX_PIXELS = 25_000_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
 #: Percentile window used for >8-bit input.
 WINDOW_PERCENTILES = (0.5, 99.5)
+#: The PIL formats read ("JPEG" includes the MPO JPEGs many cameras write).
+PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP")
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 Source = Union[str, Path, bytes, bytearray, BinaryIO]
 
 
+def _label(text: object) -> str:
+    """A file name fit for a one-line message: control characters (an attacker's upload name) become ``?``."""
+    return re.sub(r"[\x00-\x1f\x7f]", "?", str(text))
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line (whitespace collapsed), at most ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return (text[:limit] + "...") if len(text) > limit else text or exc.__class__.__name__
+
+
+def _too_big(label: str) -> ImageLoadError:
+    return ImageLoadError(f"{label}: file is above the {MAX_FILE_BYTES // 2**20} MiB limit")
+
+
 def _read_bytes(source: Source, name: str | None) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray)):
-        return bytes(source), name or "upload"
+        label = _label(name or "upload")
+        if len(source) > MAX_FILE_BYTES:
+            raise _too_big(label)
+        return bytes(source), label
     if isinstance(source, (str, Path)):
         path = Path(source)
-        label = name or str(path)
-        if not path.exists():
-            raise ImageLoadError(f"{label}: file not found")
-        if path.is_dir():
-            raise ImageLoadError(f"{label}: is a directory, not an image file")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ImageLoadError(f"{label}: file is {size / 2**20:.0f} MiB, above the {MAX_FILE_BYTES // 2**20} MiB limit")
+        label = _label(name or path)
         try:
-            return path.read_bytes(), label
+            if not path.exists():
+                raise ImageLoadError(f"{label}: file not found")
+            if path.is_dir():
+                raise ImageLoadError(f"{label}: is a directory, not an image file")
+            if not path.is_file():  # a FIFO or a device would block or never end
+                raise ImageLoadError(f"{label}: not a regular file")
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageLoadError(f"{label}: file is {size / 2**20:.0f} MiB, above the {MAX_FILE_BYTES // 2**20} MiB limit")
+            with path.open("rb") as fh:
+                data = fh.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
-            raise ImageLoadError(f"{label}: cannot read file ({exc.strerror or exc})") from exc
+            raise ImageLoadError(f"{label}: cannot read file ({exc.strerror or exc.__class__.__name__})") from exc
+        if len(data) > MAX_FILE_BYTES:  # grew since stat()
+            raise _too_big(label)
+        return data, label
     if hasattr(source, "read"):
-        data = source.read(MAX_FILE_BYTES + 1)
-        label = name or getattr(source, "name", "upload")
+        label = _label(name or getattr(source, "name", "upload"))
+        try:
+            data = source.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ImageLoadError(f"{label}: cannot read file ({exc.strerror or exc.__class__.__name__})") from exc
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageLoadError(f"{label}: file object is open in text mode; open it in binary mode ('rb')")
         if len(data) > MAX_FILE_BYTES:
-            raise ImageLoadError(f"{label}: file is above the {MAX_FILE_BYTES // 2**20} MiB limit")
-        return data, str(label)
+            raise _too_big(label)
+        return bytes(data), label
     raise ImageLoadError(f"unsupported input type {type(source).__name__}")
 
 
@@ -136,12 +174,74 @@ def _read_dicom(data: bytes, label: str) -> np.ndarray:
             pd_log.level = level
 
 
+class _InflateCheckedBytes(io.BytesIO):
+    """The DICOM bytes for pydicom, which inflates a deflated data set whole (``zlib.decompress`` of everything
+    after the file meta, the one place it calls ``read()`` without a size) before any header can be checked: a
+    small file can inflate to gigabytes. That read first inflates in bounded chunks, discarding the output, and
+    refuses a data set that inflates beyond :data:`MAX_FILE_BYTES`."""
+
+    def __init__(self, data: bytes, label: str) -> None:
+        super().__init__(data)
+        self.label = label
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            with self.getbuffer() as view:
+                _check_inflated_size(view[self.tell():], self.label)
+        return super().read(size)
+
+
+def _check_inflated_size(deflated: memoryview, label: str, chunk: int = 1 << 16, step: int = 1 << 20) -> None:
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    try:
+        for start in range(0, len(deflated), chunk):
+            left: memoryview | bytes = deflated[start:start + chunk]
+            while not inflater.eof:
+                n = len(inflater.decompress(left, step))
+                total += n
+                if total > MAX_FILE_BYTES:
+                    raise ImageLoadError(f"{label}: deflated DICOM data set would inflate to more than "
+                                         f"{MAX_FILE_BYTES // 2**20} MiB (decompression bomb?)")
+                left = inflater.unconsumed_tail
+                if not left and n < step:  # this chunk is used up and no output is pending
+                    break
+            if inflater.eof:
+                return
+    except zlib.error:
+        return  # not deflate data: pydicom says so itself, after inflating no more than was inflated here
+
+
+def _is_encapsulated(ts: pydicom.uid.UID | None) -> bool:
+    try:
+        return bool(ts is not None and ts.is_encapsulated)
+    except ValueError:  # a private or unknown UID: pydicom's decoder says it is not supported
+        return False
+
+
+def _check_codestream_size(ds: pydicom.Dataset, label: str) -> None:
+    """The size a compressed frame's own header declares (JPEG, JPEG 2000: what pydicom's Pillow decoder would
+    allocate, whatever Rows and Columns say) against :data:`MAX_PIXELS`, from the header alone. Codestreams PIL
+    cannot parse are left to their decoders, which work into a Rows x Columns buffer."""
+    from pydicom.encaps import get_frame
+
+    frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+    try:
+        w, h = Image.open(io.BytesIO(frame), formats=("JPEG", "JPEG2000")).size
+    except Exception:
+        return
+    if w * h > MAX_PIXELS:
+        raise ImageLoadError(f"{label}: compressed image is {w}x{h} pixels, above the {MAX_PIXELS:,} pixel limit")
+
+
 def _read_dicom_quiet(data: bytes, label: str) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        ds = pydicom.dcmread(_InflateCheckedBytes(data, label), force=True)
+    except ImageLoadError:
+        raise
     except Exception as exc:  # pydicom raises many types for garbage
         raise ImageLoadError(f"{label}: not a readable DICOM file ({exc.__class__.__name__})") from exc
     if "PixelData" not in ds:
@@ -152,17 +252,23 @@ def _read_dicom_quiet(data: bytes, label: str) -> np.ndarray:
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
     if rows * cols > MAX_PIXELS:
         raise ImageLoadError(f"{label}: image is {cols}x{rows} pixels, above the {MAX_PIXELS:,} pixel limit")
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)  # a UID: .name is the UID if unknown
     try:
+        if _is_encapsulated(ts):
+            _check_codestream_size(ds, label)
+        # frame 0 only: pydicom would otherwise decode pixel data beyond Rows x Columns as "excess frames";
+        # YBR_FULL(_422) comes back as RGB (pydicom >= 3 converts it)
+        ds.pixel_array_options(index=0, as_rgb=True, allow_excess_frames=False)
         px = ds.pixel_array
+    except ImageLoadError:
+        raise
     except Exception as exc:
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
-        raise ImageLoadError(f"{label}: cannot decode DICOM pixel data (transfer syntax {ts}): {exc}") from exc
+        name = str(getattr(ts, "name", ts))
+        what = "unknown" if ts is None else f"{name}, {ts}" if name != str(ts) else name
+        raise ImageLoadError(f"{label}: cannot decode DICOM pixel data (transfer syntax {what}): "
+                             f"{_one_line(exc)}") from exc
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
     if px.ndim == 3 and photometric in ("RGB", "YBR_FULL", "YBR_FULL_422"):
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            px = convert_color_space(px, photometric, "RGB")
         return to_gray_uint8(px)
     if px.ndim != 2:
         raise ImageLoadError(f"{label}: unsupported DICOM pixel array shape {px.shape}")
@@ -183,7 +289,7 @@ def _read_pil(data: bytes, label: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageLoadError(f"{label}: image is {w}x{h} pixels, above the {MAX_PIXELS:,} pixel limit (decompression bomb?)")
@@ -192,14 +298,19 @@ def _read_pil(data: bytes, label: str) -> np.ndarray:
             if getattr(img, "n_frames", 1) > 1:
                 raise ImageLoadError(f"{label}: multi-page/animated image ({img.n_frames} frames) is not supported")
             img.load()
+            try:
+                ImageOps.exif_transpose(img, in_place=True)
+            except Exception:  # a malformed EXIF block says nothing usable about orientation: keep the pixels
+                pass
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(f"{label}: image is too large (decompression bomb): {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise ImageLoadError(f"{label}: not an image file (unrecognised format)") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageLoadError(f"{label}: corrupt or truncated image ({exc})") from exc
+        raise ImageLoadError(f"{label}: not an image file of a supported format "
+                             f"({', '.join(PIL_FORMATS)} or DICOM)") from exc
+    except Exception as exc:  # decoders of malformed files raise OSError, ValueError, TypeError, struct.error, ...
+        raise ImageLoadError(f"{label}: corrupt or truncated image ({_one_line(exc)})") from exc
     mode = img.mode
     if mode in ("L",):
         return np.asarray(img, dtype=np.uint8).copy()
@@ -230,9 +341,12 @@ def read_xray(source: Source, *, name: str | None = None) -> np.ndarray:
     data, label = _read_bytes(source, name)
     if len(data) == 0:
         raise ImageLoadError(f"{label}: file is empty (0 bytes)")
-    if _is_dicom(data, label):
-        return _read_dicom(data, label)
-    return _read_pil(data, label)
+    try:
+        return _read_dicom(data, label) if _is_dicom(data, label) else _read_pil(data, label)
+    except ImageLoadError as exc:  # the array helpers (window_to_uint8, ...) do not know the file's name
+        if str(exc).startswith(f"{label}: "):
+            raise
+        raise ImageLoadError(f"{label}: {exc}") from exc
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")

@@ -22,7 +22,7 @@ from study.errors import StudyError
 from study.manifest import read_manifest
 
 from .. import components, services
-from ..auth import current_user
+from ..auth import current_user, md_escape
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def _run(data: bytes, name: str, model: str, passes: int) -> DemoResult | None:
                   if packed is not None and packed[0] == digest else None)
     try:
         gray = read_xray(data, name=name)
-    except ImageLoadError as exc:
-        st.error(str(exc))
+    except ImageLoadError as exc:  # names the upload, which the visitor chose: literal text, not Markdown
+        st.error(md_escape(exc))
         return None
     bar = st.progress(0.0, text="Waiting for the models (one demo runs at a time)…")
     try:
@@ -113,10 +113,10 @@ def _run(data: bytes, name: str, model: str, passes: int) -> DemoResult | None:
             result = run_demo(gray, restorer, segmenter, passes, progress=lambda msg, f: bar.progress(f, text=msg),
                               original_mask=known_mask)
     except R2CError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         return None
     except MemoryError:
-        st.error(f"{name}: out of memory while processing this image; try a smaller image")
+        st.error(f"{md_escape(name)}: out of memory while processing this image; try a smaller image")
         return None
     finally:
         bar.empty()
