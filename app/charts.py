@@ -20,14 +20,15 @@ def selections_per_reader(selection: pd.DataFrame) -> go.Figure:
 
 
 def ratio_with_intervals(selection: pd.DataFrame) -> go.Figure:
-    """Overall selection ratio per method with its Wilson 95% interval as error bars."""
+    """Overall selection ratio per method with its 95% interval as error bars (readers pooled: the two-way reader x
+    case bootstrap of :func:`study.analysis.tables.selection_ratios`, whose ``ci_method`` names it)."""
     overall = selection[selection["reader"] == OVERALL].copy()
     overall["plus"] = (overall["ci_high"] - overall["ratio"]).clip(lower=0)
     overall["minus"] = (overall["ratio"] - overall["ci_low"]).clip(lower=0)
     n = int(overall["n"].iloc[0]) if len(overall) else 0
     fig = px.bar(overall, x="method", y="ratio", error_y="plus", error_y_minus="minus",
                  labels={"ratio": "selection ratio", "method": "method"},
-                 title=f"Selection ratio per method, all readers (n = {n}, Wilson 95% CI)")
+                 title=f"Selection ratio per method, all readers (n = {n}, 95% CI: 2-way bootstrap, readers x cases)")
     if len(overall):
         fig.add_hline(y=1 / len(overall), line_dash="dot", annotation_text="chance")
     fig.update_yaxes(range=[0, 1], tickformat=".0%")

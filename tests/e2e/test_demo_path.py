@@ -81,7 +81,7 @@ def test_demo_path_simulated_dashboard_then_a_real_vote(page, demo_url, demo_env
     study_box = page.get_by_role("combobox", name="Study")
     assert study_box.input_value() == demo_db.SIMULATED_STUDY  # the study shown first: the one with votes
     assert int(_answered(page)) > 100
-    for title in ("Selection ratio, % [Wilson 95% CI]", "Selections (counts)"):
+    for title in ("Selection ratio, % [95% CI]", "Selections (counts)"):
         page.get_by_text(title + " (SIMULATED DATA)").wait_for()
     rows = page.locator('[data-testid="stTable"] tbody tr')
     rows.nth(demo_db.SIMULATED_READERS).wait_for()  # every simulated reader, then "overall", with counts
@@ -130,4 +130,4 @@ def test_demo_path_simulated_dashboard_then_a_real_vote(page, demo_url, demo_env
     page.get_by_text(re.compile(r"\d+ cases, 1 readers")).wait_for()
     assert _answered(page) == "1"
     assert page.get_by_text(re.compile(r"Simulated data\.")).count() == 0
-    assert page.get_by_text("Selection ratio, % [Wilson 95% CI]", exact=True).count() == 1
+    assert page.get_by_text("Selection ratio, % [95% CI]", exact=True).count() == 1
