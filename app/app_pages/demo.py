@@ -17,7 +17,7 @@ from r2c_core.classical import is_classical
 from r2c_core.demo import DemoResult, downsized, run_demo
 from r2c_core.errors import ImageLoadError, R2CError
 from r2c_core.imageio import read_xray
-from r2c_core.methods import CLASSICAL_METHODS
+from r2c_core.methods import CLASSICAL_METHODS, COMPARED_MODELS
 from study.errors import StudyError
 from study.manifest import read_manifest
 
@@ -77,14 +77,14 @@ def _input() -> tuple[bytes, str] | None:
 def _controls(models: list[str]) -> tuple[str, int, bool]:
     a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
     model = a.selectbox("Restoration model", models + CLASSICAL_METHODS, key="demo_model",
-                        help="R2C-GAN generators bundled under weights/r2c-<model>/, then the classical comparators "
-                             "(clahe, histeq, gamma, unsharp, nlm; applied once)")
-    classical = is_classical(model)
-    passes = b.slider("Passes", min_value=1, max_value=5, value=3, key="demo_passes", disabled=classical,
+                        help="R2C-GAN generators bundled under weights/r2c-<model>/, HQG-Net under weights/hqg/, then "
+                             "the classical comparators (clahe, histeq, gamma, unsharp, nlm; applied once)")
+    once = is_classical(model) or model in COMPARED_MODELS  # as in studies: clahe, ..., hqg-x1
+    passes = b.slider("Passes", min_value=1, max_value=5, value=3, key="demo_passes", disabled=once,
                       help="How many times the generator is applied (the paper's study uses 3; 1 for cnn). "
-                           "A classical method is applied once.")
+                           "A classical method and HQG-Net (an enhancement of one pass) are applied once.")
     outline = c.toggle("Lung outline", value=True, key="demo_outline")
-    return model, 1 if classical else int(passes), bool(outline)
+    return model, 1 if once else int(passes), bool(outline)
 
 
 def _run(data: bytes, name: str, model: str, passes: int) -> DemoResult | None:
