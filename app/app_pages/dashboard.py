@@ -21,8 +21,6 @@ LABEL_TEXT = {"covid": "COVID-19", "control": "Control"}
 
 #: Readers (then ``overall``) x methods: "ratio % [low, high]" and ``n`` (the same table ``python -m study stats`` prints)
 ratio_table = stats.selection_wide
-interval_legend = stats.interval_legend
-format_fleiss = stats.format_fleiss
 
 
 def count_table(selection: pd.DataFrame) -> pd.DataFrame:
@@ -73,7 +71,7 @@ def _selection_tab(tidy: pd.DataFrame, summary: dict, methods: list[str], tag: s
     sel = summary["selection"]
     st.subheader("Selection ratio, % [95% CI]" + tag)
     st.dataframe(ratio_table(sel), key="dash_ratio_table", width="stretch")
-    st.caption("  \n".join(interval_legend(sel)))
+    st.caption("  \n".join(stats.interval_legend(sel)))
     st.subheader("Selections (counts)" + tag)
     st.table(count_table(sel))
     c1, c2 = st.columns(2)
@@ -102,7 +100,7 @@ def _tests_tab(summary: dict, tag: str = "") -> None:
     agr = summary["agreement"]
     kappa = agr.get("kappa")
     st.metric("Fleiss' kappa", "-" if kappa is None or (isinstance(kappa, float) and math.isnan(kappa)) else f"{kappa:.3f}",
-              help=format_fleiss(agr))
+              help=stats.format_fleiss(agr))
     st.subheader("Repeat reads: same choice again" + tag)
     st.dataframe(summary["repeats"], hide_index=True, width="stretch")
     st.subheader("Reading time (s)" + tag)
